@@ -1,0 +1,59 @@
+//! Prefixed string ids (`cart_01J…`, `item_01J…`), Stripe style: the prefix tells a human and a log
+//! reader what an id names, and the ULID body sorts by creation time.
+
+/// The resource kinds that get ids, with their prefixes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdKind {
+    Seller,
+    Product,
+    Variant,
+    Cart,
+    CartItem,
+    Order,
+    ApiKey,
+    Audit,
+    Request,
+}
+
+impl IdKind {
+    pub const fn prefix(self) -> &'static str {
+        match self {
+            IdKind::Seller => "sel",
+            IdKind::Product => "prod",
+            IdKind::Variant => "var",
+            IdKind::Cart => "cart",
+            IdKind::CartItem => "item",
+            IdKind::Order => "order",
+            IdKind::ApiKey => "key",
+            IdKind::Audit => "aud",
+            IdKind::Request => "req",
+        }
+    }
+}
+
+/// A new random id of the given kind, e.g. `cart_01JH8Q…`.
+pub fn new_id(kind: IdKind) -> String {
+    format!("{}_{}", kind.prefix(), ulid::Ulid::new())
+}
+
+/// True when `id` looks like an id of `kind` (right prefix, 26-char ULID body). Used to answer
+/// 404 early for ids that cannot exist, without a database round trip.
+pub fn is_valid(kind: IdKind, id: &str) -> bool {
+    id.strip_prefix(kind.prefix())
+        .and_then(|rest| rest.strip_prefix('_'))
+        .is_some_and(|body| body.len() == 26 && ulid::Ulid::from_string(body).is_ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_carry_their_prefix_and_validate() {
+        let id = new_id(IdKind::Cart);
+        assert!(id.starts_with("cart_"));
+        assert!(is_valid(IdKind::Cart, &id));
+        assert!(!is_valid(IdKind::Order, &id));
+        assert!(!is_valid(IdKind::Cart, "cart_nope"));
+    }
+}
