@@ -1,0 +1,155 @@
+//! Kifly's persistence layer.
+//!
+//! One operation-shaped [`Store`] trait, one module per backend (SQLite now; PostgreSQL implements the
+//! same trait), each with its own migrations, and one conformance suite (`tests/conformance.rs`) that
+//! every backend must pass. The service layer only ever sees `Arc<dyn Store>`, so no SQL dialect leaks
+//! above this crate.
+//!
+//! Writes that must be atomic with other writes go through a [`StoreTx`] unit of work obtained from
+//! [`Store::begin_write`]: the service layer performs the business write, the HTTP layer then stores
+//! the idempotency record *in the same transaction* and commits. That is what makes a crash between
+//! commit and response replayable, and a crash before commit leave nothing behind.
+//!
+//! Times are Unix milliseconds (`i64`) in every table and every type here: portable across backends
+//! and trivially ordered. The server formats them as RFC 3339 at the edge.
+
+pub mod model;
+pub mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use kifly_core::catalog::CatalogFile;
+use kifly_core::limits::PlatformLimits;
+
+pub use model::*;
+
+/// Errors a store can return, classified by each backend so that no driver error code leaks upward.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness or state precondition failed (e.g. a lost idempotency claim).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// A referenced row does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The database could not be reached or is overloaded; the caller may retry later.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else: a bug or corrupt data.
+    #[error("database error: {0}")]
+    Other(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The persistence operations Kifly needs. Each method owns its own transaction unless it takes a
+/// [`StoreTx`].
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// A short name of the backend, for logs and `/readyz`.
+    fn backend(&self) -> &'static str;
+    /// Applies pending migrations.
+    async fn migrate(&self) -> StoreResult<()>;
+    /// Cheap round trip, for readiness checks.
+    async fn ping(&self) -> StoreResult<()>;
+    /// Starts a write transaction (on SQLite: `BEGIN IMMEDIATE` on the single writer connection).
+    async fn begin_write(&self) -> StoreResult<Box<dyn StoreTx>>;
+
+    // --- catalog ---
+    /// Upserts every seller, product and variant of a validated file in one transaction: sellers by
+    /// handle, products by (seller, handle), variants by sku.
+    async fn import_catalog(&self, file: &CatalogFile, now: i64) -> StoreResult<ImportSummary>;
+    async fn get_seller_by_handle(&self, handle: &str) -> StoreResult<Option<Seller>>;
+    async fn get_seller(&self, id: &str) -> StoreResult<Option<Seller>>;
+    async fn list_sellers(&self) -> StoreResult<Vec<Seller>>;
+    /// Products (with variants, in catalog order) matching the filter.
+    async fn list_products(&self, filter: &ProductFilter) -> StoreResult<Vec<Product>>;
+    /// How many products the catalog (or one seller's catalog) has.
+    async fn count_products(&self, seller_id: Option<&str>) -> StoreResult<i64>;
+    /// Distinct non-empty categories, sorted.
+    async fn list_categories(&self, seller_id: Option<&str>) -> StoreResult<Vec<String>>;
+    async fn get_variant(&self, variant_id: &str) -> StoreResult<Option<VariantRef>>;
+
+    // --- agent keys ---
+    async fn create_api_key(&self, key: &NewApiKey, now: i64) -> StoreResult<ApiKey>;
+    async fn find_api_key_by_hash(&self, key_hash: &str) -> StoreResult<Option<ApiKey>>;
+    async fn list_api_keys(&self) -> StoreResult<Vec<ApiKey>>;
+    /// Marks a key revoked. `Ok(false)` when no key has that id; revoking again keeps the first
+    /// revocation time and returns `Ok(true)`.
+    async fn revoke_api_key(&self, id: &str, now: i64) -> StoreResult<bool>;
+
+    // --- platform limits ---
+    async fn get_limits(&self) -> StoreResult<PlatformLimits>;
+    async fn set_limits(&self, limits: &PlatformLimits, now: i64) -> StoreResult<()>;
+
+    // --- carts (reads) ---
+    async fn get_cart(&self, cart_id: &str) -> StoreResult<Option<Cart>>;
+
+    // --- idempotency ---
+    /// Claims `scope` for a new request with this body fingerprint, or reports what already holds it.
+    /// An in-flight claim whose lease has expired (its request crashed) is taken over.
+    async fn claim_idempotency(
+        &self,
+        scope: &IdempotencyScope,
+        fingerprint: &str,
+        now: i64,
+        lease_ms: i64,
+    ) -> StoreResult<ClaimOutcome>;
+    /// Drops an in-flight claim whose outcome is not to be stored (so a retry runs again).
+    async fn release_idempotency(&self, claim: &IdempotencyClaim) -> StoreResult<()>;
+    /// Deletes records created before `before` that are finished, or in flight with a lease that
+    /// also ran out before then (abandoned by a crashed request). Returns how many went.
+    async fn purge_idempotency(&self, before: i64) -> StoreResult<u64>;
+
+    // --- audit ---
+    /// Appends audit rows outside any business transaction (used for reads, batched).
+    async fn insert_audit_batch(&self, entries: &[AuditEntry]) -> StoreResult<()>;
+    /// The newest audit rows, newest first (operators and tests).
+    async fn recent_audit(&self, limit: i64) -> StoreResult<Vec<AuditEntry>>;
+}
+
+/// One write transaction. Dropping it without [`StoreTx::commit`] rolls everything back.
+#[async_trait]
+pub trait StoreTx: Send {
+    /// Reads a cart inside the transaction (PostgreSQL: `FOR UPDATE`).
+    async fn get_cart(&mut self, cart_id: &str) -> StoreResult<Option<Cart>>;
+    async fn insert_cart(&mut self, cart: &NewCart, now: i64) -> StoreResult<()>;
+    async fn insert_cart_line(&mut self, line: &NewCartLine, now: i64) -> StoreResult<()>;
+    async fn set_cart_line_quantity(&mut self, item_id: &str, quantity: i64, now: i64) -> StoreResult<()>;
+    async fn delete_cart_line(&mut self, item_id: &str) -> StoreResult<()>;
+    async fn set_cart_shipping_address(
+        &mut self,
+        cart_id: &str,
+        address: &kifly_core::address::ShippingAddress,
+        now: i64,
+    ) -> StoreResult<()>;
+    /// Bumps the cart's version and `updated_at` after any change to it.
+    async fn touch_cart(&mut self, cart_id: &str, now: i64) -> StoreResult<()>;
+    async fn insert_audit(&mut self, entry: &AuditEntry) -> StoreResult<()>;
+    /// Stores the final response for a claim. Fails with [`StoreError::Conflict`] if the claim was lost
+    /// (its lease expired and another request took it over), so the caller must not commit.
+    async fn complete_idempotency(
+        &mut self,
+        claim: &IdempotencyClaim,
+        response: &StoredResponse,
+        now: i64,
+    ) -> StoreResult<()>;
+    async fn commit(self: Box<Self>) -> StoreResult<()>;
+}
+
+/// Opens the store named by a database URL (`sqlite://path/to/kifly.db`).
+pub async fn connect(url: &str) -> StoreResult<Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        Ok(Arc::new(sqlite::SqliteStore::open(url).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Err(StoreError::Other(
+            "PostgreSQL support is not built yet (cluster mode); use a sqlite:// URL".into(),
+        ))
+    } else {
+        Err(StoreError::Other(format!(
+            "unsupported database URL scheme in {:?}: expected sqlite:// or postgres://",
+            url.split(':').next().unwrap_or_default()
+        )))
+    }
+}

@@ -1,0 +1,211 @@
+//! Plain data that crosses the store boundary.
+
+use std::collections::BTreeMap;
+
+use kifly_core::address::ShippingAddress;
+use kifly_core::catalog::Tier;
+use kifly_core::coverage::Coverage;
+use kifly_core::scope::Scope;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seller {
+    pub id: String,
+    pub handle: String,
+    pub name: String,
+    pub description: String,
+    pub storefront_url: Option<String>,
+    pub tier: Tier,
+    pub delivery_fee_cents: i64,
+    pub coverage: Coverage,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Product {
+    pub id: String,
+    pub seller_id: String,
+    pub handle: String,
+    pub title: String,
+    pub description: String,
+    pub category: String,
+    pub brand: String,
+    pub url: Option<String>,
+    pub images: Vec<String>,
+    pub variants: Vec<Variant>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Variant {
+    pub id: String,
+    pub product_id: String,
+    pub sku: String,
+    pub name: String,
+    pub options: BTreeMap<String, String>,
+    pub price_cents: i64,
+    /// `None` when the seller does not track stock.
+    pub inventory: Option<i64>,
+}
+
+/// A variant with what a cart needs to know about its product and seller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VariantRef {
+    pub variant: Variant,
+    pub product_title: String,
+    pub seller_id: String,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ProductFilter {
+    pub seller_id: Option<String>,
+    pub category: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ImportSummary {
+    pub sellers: u64,
+    pub products: u64,
+    pub variants: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewApiKey {
+    pub id: String,
+    pub name: String,
+    /// Keyed hash of the plaintext key (the plaintext is never stored).
+    pub key_hash: String,
+    /// The first characters of the key, for people to recognise it in lists.
+    pub display_prefix: String,
+    pub seller_id: Option<String>,
+    pub scopes: Vec<Scope>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    pub id: String,
+    pub name: String,
+    pub display_prefix: String,
+    pub seller_id: Option<String>,
+    pub seller_handle: Option<String>,
+    pub scopes: Vec<Scope>,
+    pub created_at: i64,
+    pub revoked_at: Option<i64>,
+}
+
+/// Cart lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CartStatus {
+    Open,
+    CheckoutPending,
+    Completed,
+}
+
+impl CartStatus {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            CartStatus::Open => "open",
+            CartStatus::CheckoutPending => "checkout_pending",
+            CartStatus::Completed => "completed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "open" => Some(CartStatus::Open),
+            "checkout_pending" => Some(CartStatus::CheckoutPending),
+            "completed" => Some(CartStatus::Completed),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cart {
+    pub id: String,
+    /// The agent key that owns the cart; any other key is told it does not exist.
+    pub api_key_id: String,
+    pub seller_id: String,
+    pub status: CartStatus,
+    pub shipping_address: Option<ShippingAddress>,
+    /// Bumped on every change; payment challenges bind to it.
+    pub version: i64,
+    pub order_id: Option<String>,
+    pub lines: Vec<CartLine>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// One cart line, joined with the live variant and product data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CartLine {
+    pub item_id: String,
+    pub variant_id: String,
+    pub product_id: String,
+    pub product_title: String,
+    pub variant_name: String,
+    pub sku: String,
+    pub unit_price_cents: i64,
+    pub quantity: i64,
+    pub inventory: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewCart {
+    pub id: String,
+    pub api_key_id: String,
+    pub seller_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewCartLine {
+    pub item_id: String,
+    pub cart_id: String,
+    pub variant_id: String,
+    pub quantity: i64,
+}
+
+/// What an idempotency key is scoped to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IdempotencyScope {
+    /// The agent key id (or another principal id).
+    pub principal: String,
+    pub method: String,
+    pub path: String,
+    pub key: String,
+}
+
+/// Proof that this request holds the scope; needed to store or release its outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyClaim {
+    pub scope: IdempotencyScope,
+    pub claim_token: String,
+}
+
+/// A response as stored for replay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredResponse {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClaimOutcome {
+    /// This request may run; finish with `complete_idempotency` or `release_idempotency`.
+    Claimed(IdempotencyClaim),
+    /// Same key and same body, finished: replay this.
+    Replay(StoredResponse),
+    /// Same key, different body.
+    Conflict,
+    /// Same key, still running (lease not expired).
+    InProgress,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    pub id: String,
+    pub api_key_id: String,
+    pub action: String,
+    pub resource_id: Option<String>,
+    pub metadata: Option<String>,
+    pub created_at: i64,
+}

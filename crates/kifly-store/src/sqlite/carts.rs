@@ -1,0 +1,151 @@
+//! Carts and their lines. Lines are read joined with the live variant, so prices and names are
+//! always current.
+
+use kifly_core::address::ShippingAddress;
+use sqlx::{Row, SqliteConnection};
+
+use super::{json_err, map_err};
+use crate::model::*;
+use crate::{StoreError, StoreResult};
+
+pub(super) async fn get(conn: &mut SqliteConnection, cart_id: &str) -> StoreResult<Option<Cart>> {
+    let Some(row) = sqlx::query(
+        "SELECT id, api_key_id, seller_id, status, shipping_address, version, order_id, created_at, updated_at FROM carts WHERE id = $1",
+    )
+    .bind(cart_id)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(map_err)?
+    else {
+        return Ok(None);
+    };
+    let status: String = row.try_get("status").map_err(map_err)?;
+    let address: Option<String> = row.try_get("shipping_address").map_err(map_err)?;
+    let line_rows = sqlx::query(
+        "SELECT i.id, i.variant_id, v.product_id, p.title, v.name, v.sku, v.price_cents, i.quantity, v.inventory
+         FROM cart_items i JOIN variants v ON v.id = i.variant_id JOIN products p ON p.id = v.product_id
+         WHERE i.cart_id = $1 ORDER BY i.created_at, i.id",
+    )
+    .bind(cart_id)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(map_err)?;
+    let lines = line_rows
+        .iter()
+        .map(|r| {
+            Ok(CartLine {
+                item_id: r.try_get(0).map_err(map_err)?,
+                variant_id: r.try_get(1).map_err(map_err)?,
+                product_id: r.try_get(2).map_err(map_err)?,
+                product_title: r.try_get(3).map_err(map_err)?,
+                variant_name: r.try_get(4).map_err(map_err)?,
+                sku: r.try_get(5).map_err(map_err)?,
+                unit_price_cents: r.try_get(6).map_err(map_err)?,
+                quantity: r.try_get(7).map_err(map_err)?,
+                inventory: r.try_get(8).map_err(map_err)?,
+            })
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+    Ok(Some(Cart {
+        id: row.try_get("id").map_err(map_err)?,
+        api_key_id: row.try_get("api_key_id").map_err(map_err)?,
+        seller_id: row.try_get("seller_id").map_err(map_err)?,
+        status: CartStatus::parse(&status)
+            .ok_or_else(|| StoreError::Other(format!("unknown cart status {status:?}")))?,
+        shipping_address: address.map(|a| serde_json::from_str(&a)).transpose().map_err(json_err)?,
+        version: row.try_get("version").map_err(map_err)?,
+        order_id: row.try_get("order_id").map_err(map_err)?,
+        lines,
+        created_at: row.try_get("created_at").map_err(map_err)?,
+        updated_at: row.try_get("updated_at").map_err(map_err)?,
+    }))
+}
+
+pub(super) async fn insert(conn: &mut SqliteConnection, cart: &NewCart, now: i64) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO carts (id, api_key_id, seller_id, status, version, created_at, updated_at) VALUES ($1, $2, $3, 'open', 1, $4, $4)",
+    )
+    .bind(&cart.id)
+    .bind(&cart.api_key_id)
+    .bind(&cart.seller_id)
+    .bind(now)
+    .execute(conn)
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
+pub(super) async fn insert_line(
+    conn: &mut SqliteConnection,
+    line: &NewCartLine,
+    now: i64,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO cart_items (id, cart_id, variant_id, quantity, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)",
+    )
+    .bind(&line.item_id)
+    .bind(&line.cart_id)
+    .bind(&line.variant_id)
+    .bind(line.quantity)
+    .bind(now)
+    .execute(conn)
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
+fn expect_one(result: sqlx::sqlite::SqliteQueryResult, what: &str) -> StoreResult<()> {
+    if result.rows_affected() == 1 { Ok(()) } else { Err(StoreError::NotFound(what.to_string())) }
+}
+
+pub(super) async fn set_line_quantity(
+    conn: &mut SqliteConnection,
+    item_id: &str,
+    quantity: i64,
+    now: i64,
+) -> StoreResult<()> {
+    let r = sqlx::query("UPDATE cart_items SET quantity = $2, updated_at = $3 WHERE id = $1")
+        .bind(item_id)
+        .bind(quantity)
+        .bind(now)
+        .execute(conn)
+        .await
+        .map_err(map_err)?;
+    expect_one(r, item_id)
+}
+
+pub(super) async fn delete_line(conn: &mut SqliteConnection, item_id: &str) -> StoreResult<()> {
+    let r = sqlx::query("DELETE FROM cart_items WHERE id = $1")
+        .bind(item_id)
+        .execute(conn)
+        .await
+        .map_err(map_err)?;
+    expect_one(r, item_id)
+}
+
+pub(super) async fn set_address(
+    conn: &mut SqliteConnection,
+    cart_id: &str,
+    address: &ShippingAddress,
+    now: i64,
+) -> StoreResult<()> {
+    let json = serde_json::to_string(address).map_err(json_err)?;
+    let r = sqlx::query("UPDATE carts SET shipping_address = $2, updated_at = $3 WHERE id = $1")
+        .bind(cart_id)
+        .bind(json)
+        .bind(now)
+        .execute(conn)
+        .await
+        .map_err(map_err)?;
+    expect_one(r, cart_id)
+}
+
+pub(super) async fn touch(conn: &mut SqliteConnection, cart_id: &str, now: i64) -> StoreResult<()> {
+    let r = sqlx::query("UPDATE carts SET version = version + 1, updated_at = $2 WHERE id = $1")
+        .bind(cart_id)
+        .bind(now)
+        .execute(conn)
+        .await
+        .map_err(map_err)?;
+    expect_one(r, cart_id)
+}

@@ -1,0 +1,195 @@
+//! Platform limits, idempotency records and the audit log.
+
+use kifly_core::limits::PlatformLimits;
+use sqlx::{Row, SqliteConnection, SqlitePool};
+
+use super::map_err;
+use crate::model::*;
+use crate::{StoreError, StoreResult};
+
+pub(super) async fn get_limits(pool: &SqlitePool) -> StoreResult<PlatformLimits> {
+    let row = sqlx::query("SELECT max_item_quantity, max_cart_total_cents FROM platform_limits WHERE id = 1")
+        .fetch_one(pool)
+        .await
+        .map_err(map_err)?;
+    Ok(PlatformLimits {
+        max_item_quantity: row.try_get(0).map_err(map_err)?,
+        max_cart_total_cents: row.try_get(1).map_err(map_err)?,
+    })
+}
+
+pub(super) async fn set_limits(pool: &SqlitePool, limits: &PlatformLimits, now: i64) -> StoreResult<()> {
+    sqlx::query("UPDATE platform_limits SET max_item_quantity = $1, max_cart_total_cents = $2, updated_at = $3 WHERE id = 1")
+        .bind(limits.max_item_quantity)
+        .bind(limits.max_cart_total_cents)
+        .bind(now)
+        .execute(pool)
+        .await
+        .map_err(map_err)?;
+    Ok(())
+}
+
+pub(super) async fn claim_idempotency(
+    conn: &mut SqliteConnection,
+    scope: &IdempotencyScope,
+    fingerprint: &str,
+    now: i64,
+    lease_ms: i64,
+) -> StoreResult<ClaimOutcome> {
+    let claim_token = ulid::Ulid::new().to_string();
+    let existing = sqlx::query(
+        "SELECT fingerprint, state, lease_expires_at, status, response_body FROM idempotency_records
+         WHERE principal = $1 AND method = $2 AND path = $3 AND idem_key = $4",
+    )
+    .bind(&scope.principal)
+    .bind(&scope.method)
+    .bind(&scope.path)
+    .bind(&scope.key)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(map_err)?;
+    let claimed = IdempotencyClaim { scope: scope.clone(), claim_token: claim_token.clone() };
+    let Some(row) = existing else {
+        sqlx::query(
+            "INSERT INTO idempotency_records (principal, method, path, idem_key, fingerprint, state, claim_token, lease_expires_at, created_at)
+             VALUES ($1, $2, $3, $4, $5, 'in_flight', $6, $7, $8)",
+        )
+        .bind(&scope.principal)
+        .bind(&scope.method)
+        .bind(&scope.path)
+        .bind(&scope.key)
+        .bind(fingerprint)
+        .bind(&claim_token)
+        .bind(now + lease_ms)
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .map_err(map_err)?;
+        return Ok(ClaimOutcome::Claimed(claimed));
+    };
+    let stored_fingerprint: String = row.try_get(0).map_err(map_err)?;
+    let state: String = row.try_get(1).map_err(map_err)?;
+    let lease_expires_at: i64 = row.try_get(2).map_err(map_err)?;
+    if stored_fingerprint != fingerprint {
+        return Ok(ClaimOutcome::Conflict);
+    }
+    if state == "done" {
+        let status: i64 = row.try_get(3).map_err(map_err)?;
+        let body: Vec<u8> = row.try_get(4).map_err(map_err)?;
+        let status =
+            u16::try_from(status).map_err(|_| StoreError::Other(format!("bad stored status {status}")))?;
+        return Ok(ClaimOutcome::Replay(StoredResponse { status, body }));
+    }
+    if lease_expires_at > now {
+        return Ok(ClaimOutcome::InProgress);
+    }
+    // The previous holder's lease ran out (it crashed or hung): take the key over.
+    sqlx::query(
+        "UPDATE idempotency_records SET claim_token = $5, lease_expires_at = $6
+         WHERE principal = $1 AND method = $2 AND path = $3 AND idem_key = $4 AND state = 'in_flight'",
+    )
+    .bind(&scope.principal)
+    .bind(&scope.method)
+    .bind(&scope.path)
+    .bind(&scope.key)
+    .bind(&claim_token)
+    .bind(now + lease_ms)
+    .execute(&mut *conn)
+    .await
+    .map_err(map_err)?;
+    Ok(ClaimOutcome::Claimed(claimed))
+}
+
+pub(super) async fn complete_idempotency(
+    conn: &mut SqliteConnection,
+    claim: &IdempotencyClaim,
+    response: &StoredResponse,
+    _now: i64,
+) -> StoreResult<()> {
+    let s = &claim.scope;
+    let r = sqlx::query(
+        "UPDATE idempotency_records SET state = 'done', status = $6, response_body = $7
+         WHERE principal = $1 AND method = $2 AND path = $3 AND idem_key = $4 AND claim_token = $5 AND state = 'in_flight'",
+    )
+    .bind(&s.principal)
+    .bind(&s.method)
+    .bind(&s.path)
+    .bind(&s.key)
+    .bind(&claim.claim_token)
+    .bind(i64::from(response.status))
+    .bind(&response.body)
+    .execute(conn)
+    .await
+    .map_err(map_err)?;
+    if r.rows_affected() == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::Conflict("idempotency claim lost to another request".into()))
+    }
+}
+
+pub(super) async fn release_idempotency(pool: &SqlitePool, claim: &IdempotencyClaim) -> StoreResult<()> {
+    let s = &claim.scope;
+    sqlx::query(
+        "DELETE FROM idempotency_records
+         WHERE principal = $1 AND method = $2 AND path = $3 AND idem_key = $4 AND claim_token = $5 AND state = 'in_flight'",
+    )
+    .bind(&s.principal)
+    .bind(&s.method)
+    .bind(&s.path)
+    .bind(&s.key)
+    .bind(&claim.claim_token)
+    .execute(pool)
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
+pub(super) async fn purge_idempotency(pool: &SqlitePool, before: i64) -> StoreResult<u64> {
+    let r = sqlx::query(
+        "DELETE FROM idempotency_records WHERE created_at < $1 AND (state = 'done' OR lease_expires_at < $1)",
+    )
+    .bind(before)
+    .execute(pool)
+    .await
+    .map_err(map_err)?;
+    Ok(r.rows_affected())
+}
+
+pub(super) async fn insert_audit(conn: &mut SqliteConnection, entry: &AuditEntry) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO audit_log (id, api_key_id, action, resource_id, metadata, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&entry.id)
+    .bind(&entry.api_key_id)
+    .bind(&entry.action)
+    .bind(&entry.resource_id)
+    .bind(&entry.metadata)
+    .bind(entry.created_at)
+    .execute(conn)
+    .await
+    .map_err(map_err)?;
+    Ok(())
+}
+
+pub(super) async fn recent_audit(pool: &SqlitePool, limit: i64) -> StoreResult<Vec<AuditEntry>> {
+    let rows = sqlx::query(
+        "SELECT id, api_key_id, action, resource_id, metadata, created_at FROM audit_log ORDER BY created_at DESC, id DESC LIMIT $1",
+    )
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+    .map_err(map_err)?;
+    rows.iter()
+        .map(|r| {
+            Ok(AuditEntry {
+                id: r.try_get(0).map_err(map_err)?,
+                api_key_id: r.try_get(1).map_err(map_err)?,
+                action: r.try_get(2).map_err(map_err)?,
+                resource_id: r.try_get(3).map_err(map_err)?,
+                metadata: r.try_get(4).map_err(map_err)?,
+                created_at: r.try_get(5).map_err(map_err)?,
+            })
+        })
+        .collect()
+}
