@@ -1,0 +1,188 @@
+//! The application context shared by every front end (REST, MCP, CLI): the store, the server secret,
+//! caches, the rate limiter and the audit sink. Service functions take `&App`.
+
+use std::ops::Deref;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kifly_core::limits::PlatformLimits;
+use kifly_store::{AuditEntry, Store};
+use tokio::sync::mpsc;
+
+use crate::auth::KeyCache;
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::rate_limit::{InProcessLimiter, RateLimiter, Rates};
+
+/// How long platform limits are cached; changes made by `kifly limits set` (or another node) are
+/// seen within this time. The contract allows 5 s.
+const LIMITS_TTL: Duration = Duration::from_secs(2);
+
+/// Cheaply cloneable handle to the application context.
+#[derive(Clone)]
+pub struct App(Arc<AppInner>);
+
+pub struct AppInner {
+    pub store: Arc<dyn Store>,
+    /// Server secret for keyed hashes.
+    pub secret: String,
+    pub keys: KeyCache,
+    pub limits: LimitsCache,
+    pub limiter: Arc<dyn RateLimiter>,
+    pub rates: Rates,
+    pub audit: AuditSink,
+    pub config: Config,
+}
+
+impl Deref for App {
+    type Target = AppInner;
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
+}
+
+impl App {
+    /// Builds the context around an open, migrated store. Spawns the audit writer, so it must run
+    /// inside a Tokio runtime.
+    pub fn new(store: Arc<dyn Store>, config: Config, secret: String) -> App {
+        let rates = Rates {
+            agent: config.rate("rate_limit_agent"),
+            mcp: config.rate("rate_limit_mcp"),
+            feedback: config.rate("rate_limit_feedback"),
+            anon: config.rate("rate_limit_anon"),
+        };
+        App(Arc::new(AppInner {
+            audit: AuditSink::spawn(store.clone()),
+            store,
+            secret,
+            keys: KeyCache::default(),
+            limits: LimitsCache::default(),
+            limiter: Arc::new(InProcessLimiter::default()),
+            rates,
+            config,
+        }))
+    }
+
+    /// The platform limits, from a short-lived cache.
+    pub async fn platform_limits(&self) -> Result<PlatformLimits, ApiError> {
+        self.limits.get(&self.store).await
+    }
+}
+
+/// Opens the configured store and applies migrations.
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, String> {
+    let url = config.database_url();
+    if url.starts_with("sqlite:") {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| format!("cannot create data dir {}: {e}", config.data_dir.display()))?;
+    }
+    let store = kifly_store::connect(&url).await.map_err(|e| e.to_string())?;
+    store.migrate().await.map_err(|e| e.to_string())?;
+    Ok(store)
+}
+
+/// The server secret: `secret_key` from config, or (embedded mode) `secret.key` in the data dir,
+/// generated with 256 random bits on first use and readable only by its owner.
+pub fn load_or_create_secret(config: &Config) -> Result<String, String> {
+    if let Some(secret) = &config.secret_key {
+        return Ok(secret.clone());
+    }
+    let path = config.data_dir.join("secret.key");
+    if let Ok(existing) = std::fs::read_to_string(&path) {
+        let existing = existing.trim().to_string();
+        if existing.len() >= 32 {
+            return Ok(existing);
+        }
+        return Err(format!(
+            "{} is shorter than 32 characters; delete it or set KIFLY_SECRET_KEY",
+            path.display()
+        ));
+    }
+    std::fs::create_dir_all(&config.data_dir)
+        .map_err(|e| format!("cannot create data dir {}: {e}", config.data_dir.display()))?;
+    let mut bytes = [0u8; 32];
+    rand::fill(&mut bytes);
+    let secret = hex::encode(bytes);
+    write_private(&path, &secret).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(secret)
+}
+
+fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)?.write_all(contents.as_bytes())
+}
+
+/// Platform limits with a short TTL (see [`LIMITS_TTL`]).
+#[derive(Default)]
+pub struct LimitsCache {
+    cached: Mutex<Option<(Instant, PlatformLimits)>>,
+}
+
+impl LimitsCache {
+    pub async fn get(&self, store: &Arc<dyn Store>) -> Result<PlatformLimits, ApiError> {
+        if let Ok(guard) = self.cached.lock()
+            && let Some((at, limits)) = *guard
+            && at.elapsed() < LIMITS_TTL
+        {
+            return Ok(limits);
+        }
+        let limits = store.get_limits().await?;
+        if let Ok(mut guard) = self.cached.lock() {
+            *guard = Some((Instant::now(), limits));
+        }
+        Ok(limits)
+    }
+}
+
+/// Audit rows for read actions, written in batches off the request path. (Mutations write their
+/// audit row inside their own transaction instead.)
+pub struct AuditSink {
+    tx: mpsc::Sender<AuditEntry>,
+}
+
+impl AuditSink {
+    fn spawn(store: Arc<dyn Store>) -> AuditSink {
+        let (tx, mut rx) = mpsc::channel::<AuditEntry>(10_000);
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(256);
+            while rx.recv_many(&mut batch, 256).await > 0 {
+                if let Err(e) = store.insert_audit_batch(&batch).await {
+                    tracing::warn!(error = %e, rows = batch.len(), "could not write audit rows");
+                }
+                batch.clear();
+            }
+        });
+        AuditSink { tx }
+    }
+
+    /// Queues a row; never blocks a request. If the queue is full the row is dropped and counted.
+    pub fn record(&self, entry: AuditEntry) {
+        if self.tx.try_send(entry).is_err() {
+            metrics::counter!("kifly_audit_dropped_total").increment(1);
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
+
+/// RFC 3339 (UTC, millisecond precision) for a Unix-millisecond time.
+pub fn rfc3339(ms: i64) -> String {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let t = t.replace_nanosecond((ms.rem_euclid(1000) as u32) * 1_000_000).unwrap_or(t);
+    t.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}

@@ -1,0 +1,172 @@
+//! Agent API keys and the caller they identify.
+//!
+//! A key is `kfa_live_` followed by 40 random base62 characters (~238 bits). Only a keyed hash —
+//! HMAC-SHA256 under the server secret — is stored, plus a short display prefix. Keyed rather than
+//! plain SHA-256 so that a leaked database alone cannot be used to test guessed keys offline; a hash
+//! rather than encryption because the server never needs the plaintext again. Lookup is by hash
+//! equality in the database (an index probe on a value the attacker cannot compute), so no timing
+//! side channel on the secret exists; the display prefix is never used for lookup.
+//!
+//! Resolution happens once per request in [`resolve`] (middleware), so the rate limiter can key on
+//! the token and handlers read the result through the [`Caller`] extractor.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
+use axum::middleware::Next;
+use axum::response::Response;
+use hmac::{Hmac, KeyInit, Mac};
+use kifly_core::scope::Scope;
+use kifly_store::{ApiKey, Store};
+use rand::Rng;
+use rand::distr::Alphanumeric;
+use sha2::Sha256;
+
+use crate::app::App;
+use crate::error::ApiError;
+
+pub const KEY_PREFIX: &str = "kfa_live_";
+const KEY_RANDOM_CHARS: usize = 40;
+/// How long a looked-up key is trusted before the database is asked again. Revocation therefore
+/// reaches every node within this time (the contract allows 5 s).
+const KEY_CACHE_TTL: Duration = Duration::from_secs(2);
+
+/// A fresh plaintext agent key.
+pub fn generate_key() -> String {
+    let random: String =
+        rand::rng().sample_iter(&Alphanumeric).take(KEY_RANDOM_CHARS).map(char::from).collect();
+    format!("{KEY_PREFIX}{random}")
+}
+
+/// The keyed hash stored for a key, hex-encoded.
+pub fn hash_key(secret: &[u8], key: &str) -> String {
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret).expect("HMAC accepts keys of any length"); // ok: infallible for HMAC
+    mac.update(key.as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// The part of a key shown in listings (`kfa_live_AbC1…`).
+pub fn display_prefix(key: &str) -> String {
+    format!("{}…", &key[..(KEY_PREFIX.len() + 4).min(key.len())])
+}
+
+/// The authenticated agent behind a request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub key: ApiKey,
+}
+
+impl Caller {
+    pub fn id(&self) -> &str {
+        &self.key.id
+    }
+
+    /// The seller a seller-scoped key is bound to.
+    pub fn seller_id(&self) -> Option<&str> {
+        self.key.seller_id.as_deref()
+    }
+
+    pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
+        if self.key.scopes.contains(&scope) {
+            Ok(())
+        } else {
+            Err(ApiError::scope_insufficient(scope.as_str()))
+        }
+    }
+}
+
+/// What [`resolve`] found out about the request's credentials.
+#[derive(Debug, Clone)]
+pub enum AuthState {
+    Authenticated(Caller),
+    Missing,
+    Invalid,
+    Revoked,
+}
+
+/// Reads the presented key: `Authorization: Bearer …` first, then `X-Api-Key` (which real MPP
+/// clients need, since they replace `Authorization` with their `Payment` credential).
+pub fn presented_key(headers: &HeaderMap) -> Option<String> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(|v| v.trim().to_string());
+    bearer.or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(|v| v.trim().to_string()))
+}
+
+/// A short-lived cache of key lookups (including misses), so hot paths skip the database.
+#[derive(Default)]
+pub struct KeyCache {
+    entries: Mutex<HashMap<String, (Instant, Option<ApiKey>)>>,
+}
+
+impl KeyCache {
+    const MAX_ENTRIES: usize = 10_000;
+
+    pub async fn lookup(&self, store: &Arc<dyn Store>, key_hash: &str) -> Result<Option<ApiKey>, ApiError> {
+        if let Some((at, hit)) = self.entries.lock().map_err(|_| ApiError::internal(None))?.get(key_hash)
+            && at.elapsed() < KEY_CACHE_TTL
+        {
+            return Ok(hit.clone());
+        }
+        let found = store.find_api_key_by_hash(key_hash).await?;
+        let mut entries = self.entries.lock().map_err(|_| ApiError::internal(None))?;
+        if entries.len() >= Self::MAX_ENTRIES {
+            entries.retain(|_, (at, _)| at.elapsed() < KEY_CACHE_TTL);
+            if entries.len() >= Self::MAX_ENTRIES {
+                entries.clear();
+            }
+        }
+        entries.insert(key_hash.to_string(), (Instant::now(), found.clone()));
+        Ok(found)
+    }
+}
+
+/// Resolves the caller's key for every `/api` request and stores an [`AuthState`] in the request.
+pub async fn resolve(State(app): State<App>, mut request: Request, next: Next) -> Response {
+    let state = match presented_key(request.headers()) {
+        None => AuthState::Missing,
+        Some(key) if !key.starts_with(KEY_PREFIX) => AuthState::Invalid,
+        Some(key) => match app.keys.lookup(&app.store, &hash_key(app.secret.as_bytes(), &key)).await {
+            Ok(Some(found)) if found.revoked_at.is_some() => AuthState::Revoked,
+            Ok(Some(found)) => AuthState::Authenticated(Caller { key: found }),
+            Ok(None) => AuthState::Invalid,
+            Err(e) => return axum::response::IntoResponse::into_response(e),
+        },
+    };
+    request.extensions_mut().insert(state);
+    next.run(request).await
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        match parts.extensions.get::<AuthState>() {
+            Some(AuthState::Authenticated(caller)) => Ok(caller.clone()),
+            Some(AuthState::Revoked) => Err(ApiError::api_key_revoked()),
+            _ => Err(ApiError::invalid_api_key()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_have_the_contract_shape_and_hash_stably() {
+        let key = generate_key();
+        assert!(key.starts_with(KEY_PREFIX));
+        assert_eq!(key.len(), KEY_PREFIX.len() + KEY_RANDOM_CHARS);
+        assert!(key[KEY_PREFIX.len()..].bytes().all(|b| b.is_ascii_alphanumeric()));
+        assert_eq!(hash_key(b"s", &key), hash_key(b"s", &key));
+        assert_ne!(hash_key(b"s", &key), hash_key(b"t", &key));
+        assert!(display_prefix(&key).len() < key.len());
+    }
+}

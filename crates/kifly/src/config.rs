@@ -1,0 +1,223 @@
+//! Configuration: compiled defaults, then an optional `kifly.toml`, then `KIFLY_*` environment
+//! variables, then command-line flags. A bad value fails at start with an error naming the key.
+//!
+//! The keys are flat (`rate_limit_agent`, not `rate_limit.agent`) so that each one maps to exactly one
+//! environment variable (`KIFLY_RATE_LIMIT_AGENT`) and one TOML key.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Every setting, after all layers are merged.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    pub bind: String,
+    /// Folder for the embedded database, the generated server secret and other local state.
+    pub data_dir: PathBuf,
+    /// `sqlite://…` or `postgres://…`; defaults to `sqlite://{data_dir}/kifly.db`.
+    pub database_url: Option<String>,
+    /// Redis for shared rate limits in cluster mode.
+    pub redis_url: Option<String>,
+    /// The public base URL (for links the server hands out); defaults to `http://{bind}`.
+    pub public_url: Option<String>,
+    /// Server secret for keyed hashes of API keys. Embedded mode generates one into the data dir;
+    /// cluster nodes must share one.
+    pub secret_key: Option<String>,
+    /// `text` or `json`.
+    pub log_format: String,
+    /// `REQUESTS/SECONDS` or `off`, per group.
+    pub rate_limit_agent: String,
+    pub rate_limit_mcp: String,
+    pub rate_limit_feedback: String,
+    pub rate_limit_anon: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            bind: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("kifly-data"),
+            database_url: None,
+            redis_url: None,
+            public_url: None,
+            secret_key: None,
+            log_format: "text".into(),
+            rate_limit_agent: "60/60".into(),
+            rate_limit_mcp: "120/60".into(),
+            rate_limit_feedback: "10/60".into(),
+            rate_limit_anon: "60/60".into(),
+        }
+    }
+}
+
+/// Values given on the command line; `None` leaves the lower layers alone.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct FlagOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bind: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<String>,
+}
+
+/// A configuration error, naming the key at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(String);
+
+/// A rate-limit setting: `limit` requests per `period_secs`, or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateSetting {
+    pub limit: u32,
+    pub period_secs: u32,
+}
+
+/// Parses `REQUESTS/SECONDS` or `off`.
+pub fn parse_rate(key: &str, value: &str) -> Result<Option<RateSetting>, ConfigError> {
+    let value = value.trim();
+    if value.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    let bad = || ConfigError(format!("{key} = {value:?}: expected REQUESTS/SECONDS (e.g. 60/60) or off"));
+    let (limit, period) = value.split_once('/').ok_or_else(bad)?;
+    let limit: u32 = limit.trim().parse().map_err(|_| bad())?;
+    let period_secs: u32 = period.trim().parse().map_err(|_| bad())?;
+    if limit == 0 || period_secs == 0 {
+        return Err(bad());
+    }
+    Ok(Some(RateSetting { limit, period_secs }))
+}
+
+impl Config {
+    /// Merges the layers. `file` is `--config`; without it `./kifly.toml` is read if present.
+    pub fn load(file: Option<&Path>, flags: &FlagOverrides) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(path) => {
+                if !path.exists() {
+                    return Err(ConfigError(format!("config file {} does not exist", path.display())));
+                }
+                figment = figment.merge(Toml::file(path));
+            }
+            None => figment = figment.merge(Toml::file("kifly.toml")),
+        }
+        figment = figment.merge(Env::prefixed("KIFLY_")).merge(Serialized::defaults(flags));
+        let config: Config = figment.extract().map_err(|e| {
+            let key = e.path.join(".");
+            let key = if key.is_empty() { "config".to_string() } else { key };
+            ConfigError(format!("{key}: {}", e.kind))
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.bind.parse::<std::net::SocketAddr>().is_err() {
+            return Err(ConfigError(format!(
+                "bind = {:?}: expected HOST:PORT such as 127.0.0.1:8080",
+                self.bind
+            )));
+        }
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            return Err(ConfigError(format!("log_format = {:?}: expected text or json", self.log_format)));
+        }
+        for (key, value) in self.rate_settings_raw() {
+            parse_rate(key, value)?;
+        }
+        if let Some(url) = &self.database_url
+            && !(url.starts_with("sqlite:")
+                || url.starts_with("postgres://")
+                || url.starts_with("postgresql://"))
+        {
+            return Err(ConfigError(format!(
+                "database_url: expected sqlite://… or postgres://…, got {}",
+                redact_url(url)
+            )));
+        }
+        if let Some(url) = &self.public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(ConfigError(format!("public_url = {url:?}: expected an http(s) URL")));
+        }
+        if let Some(secret) = &self.secret_key
+            && secret.len() < 32
+        {
+            return Err(ConfigError("secret_key: must be at least 32 characters".into()));
+        }
+        Ok(())
+    }
+
+    fn rate_settings_raw(&self) -> [(&'static str, &str); 4] {
+        [
+            ("rate_limit_agent", &self.rate_limit_agent),
+            ("rate_limit_mcp", &self.rate_limit_mcp),
+            ("rate_limit_feedback", &self.rate_limit_feedback),
+            ("rate_limit_anon", &self.rate_limit_anon),
+        ]
+    }
+
+    /// The effective database URL.
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("kifly.db").display()))
+    }
+
+    pub fn rate(&self, key: &str) -> Option<RateSetting> {
+        self.rate_settings_raw()
+            .into_iter()
+            .find(|(k, _)| *k == key)
+            .and_then(|(k, v)| parse_rate(k, v).ok().flatten())
+    }
+}
+
+/// Hides the password of a URL such as `postgres://user:pass@host/db`.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{}{}:***{}", &url[..scheme_end + 3], user, &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl fmt::Display for Config {
+    /// TOML, with secrets redacted: what `kifly config` prints.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut shown = self.clone();
+        shown.database_url = Some(redact_url(&self.database_url()));
+        shown.redis_url = self.redis_url.as_deref().map(redact_url);
+        shown.secret_key = self.secret_key.as_ref().map(|_| "***".into());
+        let text = toml::to_string(&shown).map_err(|_| fmt::Error)?;
+        f.write_str(&text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_settings_parse() {
+        assert_eq!(parse_rate("k", "60/60").unwrap(), Some(RateSetting { limit: 60, period_secs: 60 }));
+        assert_eq!(parse_rate("k", "off").unwrap(), None);
+        let err = parse_rate("rate_limit_agent", "sixty").unwrap_err().to_string();
+        assert!(err.contains("rate_limit_agent"), "{err}");
+    }
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(redact_url("postgres://kifly:hunter2@db:5432/k"), "postgres://kifly:***@db:5432/k");
+        assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
+    }
+}

@@ -1,0 +1,235 @@
+//! The HTTP layer: one file per resource, each handler thin (extract → service → render), and the
+//! cross-cutting middleware every response goes through.
+//!
+//! Layers, outermost first: request id (and the id in `internal_error` bodies) → panic catcher →
+//! access log and metrics → key resolution → rate limit → body limit → routes. So even a panic, a
+//! 404, a 405 or a 429 answers in the error envelope with `x-request-id` and the `x-ratelimit-*`
+//! headers.
+
+mod carts;
+mod limits;
+pub use limits::limits_view;
+mod ops;
+mod products;
+mod sellers;
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, MatchedPath, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use utoipa::OpenApi;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::app::App;
+use crate::error::{ApiError, ErrorCode};
+
+/// Largest request body accepted (1 MiB); larger ones get `413 payload_too_large`.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Kifly agent API", description = "Agentic commerce: search a multi-seller catalog, build a cart, set a US shipping address. Errors are `{error, message, details}`; see docs/errors.md."),
+    modifiers(&SecuritySchemes),
+    components(schemas(crate::error::ErrorBody))
+)]
+struct ApiDoc;
+
+struct SecuritySchemes;
+
+impl utoipa::Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("kfa_live_…").build(),
+            ),
+        );
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-Api-Key"))),
+        );
+    }
+}
+
+fn api_routes() -> OpenApiRouter<App> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(products::list_products))
+        .routes(routes!(sellers::get_seller))
+        .routes(routes!(carts::create_cart))
+        .routes(routes!(carts::get_cart))
+        .routes(routes!(carts::add_item))
+        .routes(routes!(carts::update_item, carts::remove_item))
+        .routes(routes!(carts::set_shipping_address))
+        .routes(routes!(limits::get_platform_limits))
+}
+
+/// The OpenAPI document, generated from the handlers' annotations.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_routes().split_for_parts().1
+}
+
+/// The whole application router.
+pub fn router(app: App) -> Router {
+    let (api, doc) = api_routes().split_for_parts();
+    let doc_json = std::sync::Arc::new(doc.to_pretty_json().unwrap_or_default());
+    let routes = api
+        .merge(ops::router(doc_json))
+        .fallback(|| async { ApiError::not_found("not_found", "No such endpoint.") })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() });
+    routes
+        .layer(
+            ServiceBuilder::new()
+                .layer(middleware::from_fn(request_id))
+                .layer(CatchPanicLayer::custom(|_| ApiError::internal(None).into_response()))
+                .layer(middleware::from_fn(observe))
+                .layer(middleware::from_fn_with_state(app.clone(), api_only(crate::auth::resolve)))
+                .layer(middleware::from_fn_with_state(app.clone(), api_only(crate::rate_limit::enforce)))
+                .layer(DefaultBodyLimit::max(MAX_BODY_BYTES)),
+        )
+        .with_state(app)
+}
+
+/// Wraps a middleware so it runs only for `/api` paths (health, metrics and docs skip auth and
+/// rate limits).
+fn api_only<F, Fut>(
+    f: F,
+) -> impl Fn(State<App>, Request, Next) -> std::pin::Pin<Box<dyn Future<Output = Response> + Send>>
++ Clone
++ Send
++ 'static
+where
+    F: Fn(State<App>, Request, Next) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = Response> + Send + 'static,
+{
+    move |state, request, next| {
+        let f = f.clone();
+        Box::pin(async move {
+            let path = request.uri().path();
+            if path == "/api" || path.starts_with("/api/") {
+                f(state, request, next).await
+            } else {
+                next.run(request).await
+            }
+        })
+    }
+}
+
+/// The request's id, from a valid inbound `x-request-id` or a fresh `req_…`.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+async fn request_id(mut request: Request, next: Next) -> Response {
+    let id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| (1..=128).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_string)
+        .unwrap_or_else(|| kifly_core::ids::new_id(kifly_core::ids::IdKind::Request));
+    request.extensions_mut().insert(RequestId(id.clone()));
+    let mut response = next.run(request).await;
+    if matches!(response.extensions().get::<ErrorCode>(), Some(ErrorCode("internal_error"))) {
+        let headers = response.headers().clone();
+        response = ApiError::internal(Some(&id)).into_response();
+        for (name, value) in headers.iter().filter(|(n, _)| n.as_str().starts_with("x-ratelimit")) {
+            response.headers_mut().insert(name, value.clone());
+        }
+    }
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}
+
+/// The Prometheus recorder, installed once per process.
+pub fn prometheus() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let builder = PrometheusBuilder::new()
+            .set_buckets(&[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5])
+            .unwrap_or_else(|_| PrometheusBuilder::new());
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        // Fails only if another recorder is installed; then our metrics go there instead.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+/// Access log line and request metrics, labelled by route template (bounded cardinality).
+async fn observe(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let route = request.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string());
+    let request_id = request.extensions().get::<RequestId>().map(|r| r.0.clone()).unwrap_or_default();
+    let response = next.run(request).await;
+    let route = route.unwrap_or_else(|| "unmatched".into());
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    let _ = prometheus();
+    metrics::counter!("kifly_http_requests_total", "route" => route.clone(), "method" => method.to_string(), "status" => status.to_string()).increment(1);
+    metrics::histogram!("kifly_http_request_duration_seconds", "route" => route.clone())
+        .record(elapsed.as_secs_f64());
+    let code = response.extensions().get::<ErrorCode>().map(|c| c.0).unwrap_or("");
+    tracing::info!(
+        http.method = %method, http.route = %route, http.status = status, error.code = code,
+        duration_ms = elapsed.as_secs_f64() * 1000.0, request_id = %request_id, "request"
+    );
+    response
+}
+
+/// Maps body-reading failures to the envelope (413 for oversize bodies).
+pub fn body_rejection(rejection: BytesRejection) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::payload_too_large()
+    } else {
+        ApiError::invalid_request("body", format!("Could not read the request body: {rejection}"))
+    }
+}
+
+/// Parses a JSON body; empty means `null`. Malformed JSON is `400 invalid_request`.
+pub fn read_json_body(bytes: &Bytes) -> Result<Value, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Value::Null);
+    }
+    serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::invalid_request(
+            "body",
+            format!("Malformed JSON at line {} column {}: {e}", e.line(), e.column()),
+        )
+    })
+}
+
+/// Query-string extractor whose failures answer `400 invalid_request`.
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(de).map(ApiQuery).map_err(|e| {
+            let path = e.path().to_string();
+            let message = e.inner().to_string();
+            let field =
+                if path != "." { path } else { message.split('`').nth(1).unwrap_or("query").to_string() };
+            ApiError::invalid_request(&field, format!("Invalid query string: {message}"))
+        })
+    }
+}

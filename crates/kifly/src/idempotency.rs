@@ -1,0 +1,251 @@
+//! Exactly-once mutations: the `Idempotency-Key` contract of SPEC §6.
+//!
+//! A request is scoped by (token, method, path, key) and fingerprinted by the SHA-256 of its canonical
+//! JSON body (object keys sorted, no insignificant whitespace; array order and null-vs-absent count).
+//! The flow:
+//!
+//! 1. **Claim** the scope in its own short transaction: a new scope gets an in-flight marker with a
+//!    lease; a finished one with the same fingerprint is replayed byte for byte (`Idempotent-Replayed:
+//!    true`); a different fingerprint is `409 idempotency_conflict`; a live in-flight marker is
+//!    `409 idempotency_in_progress` with `Retry-After: 1`.
+//! 2. **Run** the operation inside a write transaction.
+//! 3. **Finish**: a final outcome (2xx, or a deterministic 400/403/404/409/422) is stored *in the same
+//!    transaction* as the business write, then committed. So a crash after commit still replays, and a
+//!    crash before commit leaves no business write and only an in-flight marker that expires with its
+//!    lease. Outcomes that a retry may change (402 challenges, 409 `cart_locked`, 429, 5xx) release
+//!    the claim instead, so the retry runs again.
+//!
+//! If a request outlives its lease and another request takes the key over, the first one's store of
+//! its outcome fails and its transaction is rolled back: only one of them ever commits.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use kifly_store::{ClaimOutcome, IdempotencyClaim, IdempotencyScope, StoreError, StoreTx, StoredResponse};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::app::{App, now_ms};
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::http::read_json_body;
+
+/// How long an in-flight claim blocks its key before a retry may take it over.
+pub const LEASE_MS: i64 = 60_000;
+/// Finished records are kept at least this long (the contract asks for ≥ 24 h).
+pub const RETENTION_MS: i64 = 25 * 60 * 60 * 1000;
+
+/// The future an idempotent operation returns: it borrows the transaction for its lifetime.
+pub type TxFuture<'a> = Pin<Box<dyn Future<Output = ApiResult<(StatusCode, Value)>> + Send + 'a>>;
+
+/// A mutating request's idempotency inputs and its JSON body (`Value::Null` when empty).
+pub struct Idempotent {
+    pub key: String,
+    pub method: String,
+    pub path: String,
+    pub fingerprint: String,
+    pub body: Value,
+}
+
+/// Serialises `value` canonically: object keys sorted at every depth, no whitespace.
+pub fn canonical_json(value: &Value) -> String {
+    fn write(value: &Value, out: &mut String) {
+        match value {
+            Value::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                out.push('{');
+                for (i, k) in keys.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&Value::String(k.clone()).to_string());
+                    out.push(':');
+                    write(&map[k], out);
+                }
+                out.push('}');
+            }
+            Value::Array(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write(item, out);
+                }
+                out.push(']');
+            }
+            scalar => out.push_str(&scalar.to_string()),
+        }
+    }
+    let mut out = String::new();
+    write(value, &mut out);
+    out
+}
+
+pub fn fingerprint(value: &Value) -> String {
+    hex::encode(Sha256::digest(canonical_json(value).as_bytes()))
+}
+
+/// 1 to 255 printable ASCII characters.
+pub fn is_valid_key(key: &str) -> bool {
+    (1..=255).contains(&key.len()) && key.bytes().all(|b| (0x20..=0x7e).contains(&b))
+}
+
+/// Which outcomes are final for a request and therefore stored for replay.
+fn is_storable(status: StatusCode, code: Option<&str>) -> bool {
+    if status.is_success() {
+        return true;
+    }
+    matches!(status.as_u16(), 400 | 403 | 404 | 409 | 422)
+        && !matches!(code, Some("cart_locked" | "idempotency_conflict" | "idempotency_in_progress"))
+}
+
+impl<S: Send + Sync> FromRequest<S> for Idempotent {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let key = request
+            .headers()
+            .get("idempotency-key")
+            .ok_or_else(ApiError::missing_idempotency_key)?
+            .to_str()
+            .map_err(|_| {
+                ApiError::invalid_request("Idempotency-Key", "Idempotency-Key must be printable ASCII")
+            })?
+            .to_string();
+        if !is_valid_key(&key) {
+            return Err(ApiError::invalid_request(
+                "Idempotency-Key",
+                "Idempotency-Key must be 1 to 255 printable ASCII characters",
+            ));
+        }
+        let method = request.method().to_string();
+        let path = request.uri().path().to_string();
+        let bytes = Bytes::from_request(request, state).await.map_err(crate::http::body_rejection)?;
+        let body = read_json_body(&bytes)?;
+        Ok(Idempotent { fingerprint: fingerprint(&body), key, method, path, body })
+    }
+}
+
+fn stored_to_response(stored: StoredResponse) -> Response {
+    let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+    let mut response = (status, stored.body).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+impl Idempotent {
+    /// Runs `op` exactly once for this key; see the module docs.
+    pub async fn run<F>(self, app: &App, caller: &Caller, op: F) -> Response
+    where
+        F: for<'a> FnOnce(&'a mut dyn StoreTx, Value) -> TxFuture<'a>,
+    {
+        match self.run_inner(app, caller, op).await {
+            Ok(response) => response,
+            Err(e) => e.into_response(),
+        }
+    }
+
+    async fn run_inner<F>(self, app: &App, caller: &Caller, op: F) -> ApiResult<Response>
+    where
+        F: for<'a> FnOnce(&'a mut dyn StoreTx, Value) -> TxFuture<'a>,
+    {
+        let scope = IdempotencyScope {
+            principal: caller.id().to_string(),
+            method: self.method,
+            path: self.path,
+            key: self.key,
+        };
+        let claim = match app.store.claim_idempotency(&scope, &self.fingerprint, now_ms(), LEASE_MS).await? {
+            ClaimOutcome::Claimed(claim) => claim,
+            ClaimOutcome::Replay(stored) => {
+                metrics::counter!("kifly_idempotent_replays_total").increment(1);
+                let mut response = stored_to_response(stored);
+                response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+                return Ok(response);
+            }
+            ClaimOutcome::Conflict => return Err(ApiError::idempotency_conflict()),
+            ClaimOutcome::InProgress => return Err(ApiError::idempotency_in_progress()),
+        };
+        let outcome = execute(app, &claim, self.body, op).await;
+        if outcome.is_err() {
+            // Best effort: if this fails too, the lease expires and a retry takes the key over.
+            if let Err(e) = app.store.release_idempotency(&claim).await {
+                tracing::warn!(error = %e, "could not release idempotency claim");
+            }
+        }
+        outcome
+    }
+}
+
+/// Runs the operation and stores its outcome with it; `Err` means "release the claim".
+async fn execute<F>(app: &App, claim: &IdempotencyClaim, body: Value, op: F) -> ApiResult<Response>
+where
+    F: for<'a> FnOnce(&'a mut dyn StoreTx, Value) -> TxFuture<'a>,
+{
+    let mut tx = app.store.begin_write().await?;
+    let (status, bytes, error) = match op(tx.as_mut(), body).await {
+        Ok((status, value)) => {
+            (status, serde_json::to_vec(&value).map_err(|_| ApiError::internal(None))?, None)
+        }
+        Err(e) => {
+            if !is_storable(e.status, Some(e.code)) {
+                return Err(e);
+            }
+            // Nothing of the failed operation may be kept: store the error in a fresh transaction.
+            drop(tx);
+            tx = app.store.begin_write().await?;
+            (e.status, e.body_bytes(), Some(e))
+        }
+    };
+    let stored = StoredResponse { status: status.as_u16(), body: bytes };
+    match tx.complete_idempotency(claim, &stored, now_ms()).await {
+        Ok(()) => {}
+        Err(StoreError::Conflict(_)) => return Err(ApiError::idempotency_in_progress()),
+        Err(e) => return Err(e.into()),
+    }
+    tx.commit().await?;
+    Ok(match error {
+        Some(e) => e.into_response(),
+        None => stored_to_response(stored),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn canonical_json_sorts_keys_and_keeps_array_order() {
+        let a = json!({"b": 1, "a": {"d": [2, 1], "c": null}});
+        assert_eq!(canonical_json(&a), r#"{"a":{"c":null,"d":[2,1]},"b":1}"#);
+        let reordered: Value = serde_json::from_str(r#"{ "a": {"d":[2,1], "c":null}, "b":1 }"#).unwrap();
+        assert_eq!(fingerprint(&a), fingerprint(&reordered));
+        assert_ne!(fingerprint(&json!({"a": [1, 2]})), fingerprint(&json!({"a": [2, 1]})));
+        assert_ne!(fingerprint(&json!({"a": null})), fingerprint(&json!({})));
+    }
+
+    #[test]
+    fn keys_must_be_printable_ascii() {
+        assert!(is_valid_key("abc-123"));
+        assert!(!is_valid_key(""));
+        assert!(!is_valid_key(&"x".repeat(256)));
+        assert!(!is_valid_key("tab\there"));
+    }
+
+    #[test]
+    fn storable_outcomes() {
+        assert!(is_storable(StatusCode::CREATED, None));
+        assert!(is_storable(StatusCode::NOT_FOUND, Some("cart_not_found")));
+        assert!(!is_storable(StatusCode::CONFLICT, Some("cart_locked")));
+        assert!(!is_storable(StatusCode::PAYMENT_REQUIRED, Some("payment_required")));
+        assert!(!is_storable(StatusCode::SERVICE_UNAVAILABLE, Some("upstream_unavailable")));
+        assert!(!is_storable(StatusCode::TOO_MANY_REQUESTS, Some("rate_limited")));
+    }
+}

@@ -1,0 +1,19 @@
+//! Kifly: an agentic-commerce server. AI agents search a multi-seller catalog, fill a cart and set a
+//! shipping address over a REST API under `/api/agent/*`.
+//!
+//! Layout: `service` holds what Kifly does (shared by REST, MCP and the CLI); `http` is the REST
+//! front end; `app` the shared context; `auth`, `rate_limit` and `idempotency` the cross-cutting
+//! contracts; `server` runs it all; `cli` is the `kifly` command. Domain rules live in `kifly-core`,
+//! persistence in `kifly-store`.
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod http;
+pub mod idempotency;
+pub mod rate_limit;
+pub mod server;
+pub mod service;

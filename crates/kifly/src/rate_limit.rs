@@ -1,0 +1,202 @@
+//! Per-token rate limits (GCRA), behind a trait so cluster mode can share them through Redis.
+//!
+//! GCRA keeps one number per key, the "theoretical arrival time" (TAT). A limit of N requests per P
+//! seconds emits one request every T = P/N; a request is allowed when it would not push the TAT more
+//! than P ahead of now. This allows a burst of N, then one every T, and gives exact values for the
+//! contract's headers: `remaining` is how many more fit now, `reset` is how long until the bucket is
+//! full again, `Retry-After` how long until the next request fits. The arithmetic lives in
+//! [`gcra`] so that an in-process and a Redis implementation agree to the request.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::HeaderValue;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::app::App;
+use crate::auth::AuthState;
+use crate::config::RateSetting;
+use crate::error::ApiError;
+
+/// The outcome of one check, with everything the headers need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    pub allowed: bool,
+    pub limit: u32,
+    pub remaining: u32,
+    /// Whole seconds until the window is full again.
+    pub reset_secs: u64,
+    /// Whole seconds until a request would be allowed (0 when allowed).
+    pub retry_after_secs: u64,
+}
+
+/// A shared or local store of rate-limit state.
+#[async_trait]
+pub trait RateLimiter: Send + Sync {
+    async fn check(&self, key: &str, rate: RateSetting) -> Decision;
+}
+
+/// The GCRA step: given the stored TAT (ns since the epoch, 0 if none) and now, returns the decision
+/// and the TAT to store (unchanged when denied).
+pub fn gcra(stored_tat_ns: i128, now_ns: i128, rate: RateSetting) -> (Decision, i128) {
+    let period = i128::from(rate.period_secs) * 1_000_000_000;
+    let interval = period / i128::from(rate.limit);
+    let tat = stored_tat_ns.max(now_ns);
+    let new_tat = tat + interval;
+    let ceil_secs =
+        |ns: i128| -> u64 { u64::try_from((ns.max(0) + 999_999_999) / 1_000_000_000).unwrap_or(u64::MAX) };
+    if new_tat - now_ns <= period {
+        let free = period - (new_tat - now_ns);
+        let remaining = u32::try_from(free / interval).unwrap_or(u32::MAX).min(rate.limit);
+        let decision = Decision {
+            allowed: true,
+            limit: rate.limit,
+            remaining,
+            reset_secs: ceil_secs(new_tat - now_ns),
+            retry_after_secs: 0,
+        };
+        (decision, new_tat)
+    } else {
+        let decision = Decision {
+            allowed: false,
+            limit: rate.limit,
+            remaining: 0,
+            reset_secs: ceil_secs(tat - now_ns),
+            retry_after_secs: ceil_secs(new_tat - period - now_ns).max(1),
+        };
+        (decision, stored_tat_ns)
+    }
+}
+
+fn now_ns() -> i128 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i128).unwrap_or_default()
+}
+
+/// Single-node limiter: TATs in a map, pruned as they fall into the past.
+#[derive(Default)]
+pub struct InProcessLimiter {
+    tats: Mutex<HashMap<String, i128>>,
+}
+
+#[async_trait]
+impl RateLimiter for InProcessLimiter {
+    async fn check(&self, key: &str, rate: RateSetting) -> Decision {
+        let now = now_ns();
+        let Ok(mut tats) = self.tats.lock() else {
+            // A poisoned lock means a panic elsewhere; fail open rather than refusing all traffic.
+            return Decision {
+                allowed: true,
+                limit: rate.limit,
+                remaining: rate.limit,
+                reset_secs: 0,
+                retry_after_secs: 0,
+            };
+        };
+        if tats.len() > 100_000 {
+            tats.retain(|_, tat| *tat > now);
+        }
+        let stored = tats.get(key).copied().unwrap_or(0);
+        let (decision, tat) = gcra(stored, now, rate);
+        tats.insert(key.to_string(), tat);
+        decision
+    }
+}
+
+/// Which bucket a request counts against.
+fn group(path: &str) -> &'static str {
+    if path == "/api/mcp" || path.starts_with("/api/mcp/") {
+        "mcp"
+    } else if path == "/api/agent/feedback" {
+        "feedback"
+    } else {
+        "agent"
+    }
+}
+
+/// Middleware for `/api`: counts the request against the caller's bucket (per token, or per client IP
+/// for requests without a valid key), answers 429 when it is spent, and sets the `x-ratelimit-*`
+/// headers on every response.
+pub async fn enforce(State(app): State<App>, request: Request, next: Next) -> Response {
+    let token = match request.extensions().get::<AuthState>() {
+        Some(AuthState::Authenticated(caller)) => Some(caller.id().to_string()),
+        _ => None,
+    };
+    let (key, rate) = match token {
+        Some(token) => {
+            let group = group(request.uri().path());
+            (format!("{group}:{token}"), app.rates.for_group(group))
+        }
+        None => {
+            let ip = request
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|c| c.0.ip().to_string())
+                .unwrap_or_else(|| "local".into());
+            (format!("anon:{ip}"), app.rates.anon)
+        }
+    };
+    let Some(rate) = rate else { return next.run(request).await };
+    let decision = app.limiter.check(&key, rate).await;
+    let mut response = if decision.allowed {
+        next.run(request).await
+    } else {
+        metrics::counter!("kifly_rate_limit_rejections_total").increment(1);
+        ApiError::rate_limited(decision.retry_after_secs).into_response()
+    };
+    let headers = response.headers_mut();
+    headers.insert("x-ratelimit-limit", HeaderValue::from(decision.limit));
+    headers.insert("x-ratelimit-remaining", HeaderValue::from(decision.remaining));
+    headers.insert("x-ratelimit-reset", HeaderValue::from(decision.reset_secs));
+    response
+}
+
+/// The configured limit per group; `None` = off.
+#[derive(Debug, Clone, Copy)]
+pub struct Rates {
+    pub agent: Option<RateSetting>,
+    pub mcp: Option<RateSetting>,
+    pub feedback: Option<RateSetting>,
+    pub anon: Option<RateSetting>,
+}
+
+impl Rates {
+    fn for_group(&self, group: &str) -> Option<RateSetting> {
+        match group {
+            "mcp" => self.mcp,
+            "feedback" => self.feedback,
+            _ => self.agent,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEC: i128 = 1_000_000_000;
+
+    #[test]
+    fn gcra_allows_a_burst_then_refills_one_per_interval() {
+        let rate = RateSetting { limit: 60, period_secs: 60 };
+        let now = 1_000 * SEC;
+        let mut tat = 0;
+        for i in 0..60u32 {
+            let (d, t) = gcra(tat, now, rate);
+            assert!(d.allowed, "request {i}");
+            assert_eq!(d.remaining, 59 - i);
+            assert_eq!(d.reset_secs, u64::from(i) + 1);
+            tat = t;
+        }
+        let (d, _) = gcra(tat, now, rate);
+        assert!(!d.allowed);
+        assert_eq!((d.remaining, d.retry_after_secs, d.reset_secs), (0, 1, 60));
+        let (d, _) = gcra(tat, now + SEC, rate);
+        assert!(d.allowed, "one interval later one more fits");
+        assert_eq!(d.remaining, 0);
+    }
+}

@@ -1,0 +1,338 @@
+//! Carts: one seller per cart, lines of variants, a US shipping address checked against the seller's
+//! coverage. Mutations run inside the caller's [`StoreTx`] so the idempotency record commits with them.
+
+use kifly_core::address::{ADDRESS_FIELDS, AddressInput, ShippingAddress};
+use kifly_core::ids::{IdKind, is_valid, new_id};
+use kifly_core::money::CURRENCY;
+use kifly_core::scope::Scope;
+use kifly_store::{Cart, CartStatus, NewCart, NewCartLine, Seller, StoreTx};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+use super::catalog::{SellerRecord, seller_record};
+use crate::app::{App, now_ms, rfc3339};
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+
+/// `POST /api/agent/cart`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateCartInput {
+    /// Required for network keys; ignored for seller-scoped keys.
+    pub seller_handle: Option<String>,
+}
+
+/// `POST /api/agent/cart/{cart_id}/items`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AddItemInput {
+    /// A `kifly:variantId` from search results.
+    pub variant_id: String,
+    /// Units to add (default 1); added to the line if the variant is already in the cart.
+    #[serde(default = "one")]
+    pub quantity: i64,
+}
+
+fn one() -> i64 {
+    1
+}
+
+/// `PATCH /api/agent/cart/{cart_id}/items/{item_id}`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateItemInput {
+    /// New quantity; 0 removes the line.
+    pub quantity: i64,
+}
+
+/// One cart line.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CartItemView {
+    pub item_id: String,
+    pub variant_id: String,
+    pub product_id: String,
+    /// Product title.
+    pub name: String,
+    pub variant_name: String,
+    pub sku: String,
+    pub unit_price_cents: i64,
+    pub quantity: i64,
+    pub line_total_cents: i64,
+}
+
+/// The cart as every cart endpoint returns it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CartView {
+    pub cart_id: String,
+    /// `open`, `checkout_pending` or `completed`.
+    pub status: &'static str,
+    pub seller: SellerRecord,
+    pub kifly_purchasable: bool,
+    pub fulfillment: &'static str,
+    pub items: Vec<CartItemView>,
+    pub subtotal_cents: i64,
+    /// The seller's flat fee per order; 0 while the cart is empty.
+    pub delivery_fee_cents: i64,
+    pub total_cents: i64,
+    pub currency: &'static str,
+    #[schema(value_type = Option<Object>)]
+    pub shipping_address: Option<ShippingAddress>,
+    /// Whether the seller delivers to the shipping address; null until an address is set.
+    pub delivery_eligible: Option<bool>,
+    /// The seller's coverage, present when `delivery_eligible` is false.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub delivery_coverage: Option<Value>,
+    /// The open checkout session, if any.
+    #[schema(value_type = Option<Object>)]
+    pub checkout: Option<Value>,
+    pub order_id: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// Renders a cart with its seller.
+pub fn cart_view(cart: &Cart, seller: &Seller) -> CartView {
+    let items: Vec<CartItemView> = cart
+        .lines
+        .iter()
+        .map(|l| CartItemView {
+            item_id: l.item_id.clone(),
+            variant_id: l.variant_id.clone(),
+            product_id: l.product_id.clone(),
+            name: l.product_title.clone(),
+            variant_name: l.variant_name.clone(),
+            sku: l.sku.clone(),
+            unit_price_cents: l.unit_price_cents,
+            quantity: l.quantity,
+            line_total_cents: l.unit_price_cents * l.quantity,
+        })
+        .collect();
+    let subtotal: i64 = items.iter().map(|i| i.line_total_cents).sum();
+    let fee = if items.is_empty() { 0 } else { seller.delivery_fee_cents };
+    let eligible = cart.shipping_address.as_ref().map(|a| seller.coverage.covers(a));
+    let record = seller_record(seller, super::catalog::CITY_CAP_IN_RESULTS);
+    CartView {
+        cart_id: cart.id.clone(),
+        status: cart.status.as_str(),
+        kifly_purchasable: record.kifly_purchasable,
+        fulfillment: record.fulfillment,
+        delivery_coverage: (eligible == Some(false)).then(|| seller.coverage.record(usize::MAX)),
+        seller: record,
+        items,
+        subtotal_cents: subtotal,
+        delivery_fee_cents: fee,
+        total_cents: subtotal + fee,
+        currency: CURRENCY,
+        shipping_address: cart.shipping_address.clone(),
+        delivery_eligible: eligible,
+        checkout: None,
+        order_id: cart.order_id.clone(),
+        created_at: rfc3339(cart.created_at),
+        updated_at: rfc3339(cart.updated_at),
+    }
+}
+
+async fn seller_of(app: &App, cart: &Cart) -> ApiResult<Seller> {
+    app.store
+        .get_seller(&cart.seller_id)
+        .await?
+        .ok_or_else(|| kifly_store::StoreError::Other(format!("cart {} has no seller", cart.id)).into())
+}
+
+/// A cart that exists *and belongs to the caller*; anything else is `cart_not_found`.
+fn owned(cart: Option<Cart>, caller: &Caller, cart_id: &str) -> ApiResult<Cart> {
+    cart.filter(|c| c.api_key_id == caller.id()).ok_or_else(|| ApiError::cart_not_found(cart_id))
+}
+
+/// Loads an owned cart for a change, refusing completed and locked carts.
+async fn open_cart(tx: &mut dyn StoreTx, caller: &Caller, cart_id: &str) -> ApiResult<Cart> {
+    if !is_valid(IdKind::Cart, cart_id) {
+        return Err(ApiError::cart_not_found(cart_id));
+    }
+    let cart = owned(tx.get_cart(cart_id).await?, caller, cart_id)?;
+    match cart.status {
+        CartStatus::Open => Ok(cart),
+        CartStatus::CheckoutPending => Err(ApiError::cart_locked()),
+        CartStatus::Completed => Err(ApiError::cart_already_completed()),
+    }
+}
+
+/// Bumps the cart version, writes the audit row and renders the fresh cart.
+async fn finish_change(
+    app: &App,
+    tx: &mut dyn StoreTx,
+    caller: &Caller,
+    cart_id: &str,
+    action: &str,
+) -> ApiResult<CartView> {
+    tx.touch_cart(cart_id, now_ms()).await?;
+    tx.insert_audit(&super::audit(caller, action, Some(cart_id))).await?;
+    let cart = owned(tx.get_cart(cart_id).await?, caller, cart_id)?;
+    let seller = seller_of(app, &cart).await?;
+    Ok(cart_view(&cart, &seller))
+}
+
+pub async fn create_cart(
+    app: &App,
+    tx: &mut dyn StoreTx,
+    caller: &Caller,
+    input: CreateCartInput,
+) -> ApiResult<CartView> {
+    caller.require(Scope::CheckoutWrite)?;
+    let seller = match caller.seller_id() {
+        Some(own) => app.store.get_seller(own).await?.ok_or_else(|| ApiError::seller_not_found(own))?,
+        None => {
+            let handle = input.seller_handle.as_deref().map(str::trim).filter(|h| !h.is_empty()).ok_or_else(|| {
+                ApiError::invalid_request(
+                    "seller_handle",
+                    "seller_handle is required for network API keys (take it from kifly:seller in search results)",
+                )
+            })?;
+            super::catalog::visible_seller(app, caller, handle).await?
+        }
+    };
+    let id = new_id(IdKind::Cart);
+    tx.insert_cart(
+        &NewCart { id: id.clone(), api_key_id: caller.id().to_string(), seller_id: seller.id.clone() },
+        now_ms(),
+    )
+    .await?;
+    tx.insert_audit(&super::audit(caller, "cart.create", Some(&id))).await?;
+    let cart = owned(tx.get_cart(&id).await?, caller, &id)?;
+    Ok(cart_view(&cart, &seller))
+}
+
+pub async fn get_cart(app: &App, caller: &Caller, cart_id: &str) -> ApiResult<CartView> {
+    if !is_valid(IdKind::Cart, cart_id) {
+        return Err(ApiError::cart_not_found(cart_id));
+    }
+    let cart = owned(app.store.get_cart(cart_id).await?, caller, cart_id)?;
+    let seller = seller_of(app, &cart).await?;
+    app.audit.record(super::audit(caller, "cart.get", Some(cart_id)));
+    Ok(cart_view(&cart, &seller))
+}
+
+pub async fn add_item(
+    app: &App,
+    tx: &mut dyn StoreTx,
+    caller: &Caller,
+    cart_id: &str,
+    input: AddItemInput,
+) -> ApiResult<CartView> {
+    caller.require(Scope::CheckoutWrite)?;
+    if input.quantity < 1 {
+        return Err(ApiError::validation("quantity", "must be at least 1"));
+    }
+    let cart = open_cart(tx, caller, cart_id).await?;
+    let variant = app
+        .store
+        .get_variant(&input.variant_id)
+        .await?
+        .ok_or_else(|| ApiError::variant_not_found(&input.variant_id))?;
+    if variant.seller_id != cart.seller_id {
+        if caller.seller_id().is_some() {
+            return Err(ApiError::variant_not_found(&input.variant_id));
+        }
+        let cart_seller = seller_of(app, &cart).await?;
+        let variant_seller =
+            app.store.get_seller(&variant.seller_id).await?.map(|s| s.handle).unwrap_or_default();
+        return Err(ApiError::seller_mismatch(&cart_seller.handle, &variant_seller));
+    }
+    let limits = app.platform_limits().await?;
+    let existing = cart.lines.iter().find(|l| l.variant_id == input.variant_id);
+    let resulting = existing.map_or(0, |l| l.quantity).saturating_add(input.quantity);
+    if resulting > limits.max_item_quantity {
+        return Err(ApiError::quantity_exceeds_limit(limits.max_item_quantity, resulting));
+    }
+    let now = now_ms();
+    match existing {
+        Some(line) => tx.set_cart_line_quantity(&line.item_id, resulting, now).await?,
+        None => {
+            let line = NewCartLine {
+                item_id: new_id(IdKind::CartItem),
+                cart_id: cart.id.clone(),
+                variant_id: input.variant_id.clone(),
+                quantity: resulting,
+            };
+            tx.insert_cart_line(&line, now).await?;
+        }
+    }
+    finish_change(app, tx, caller, cart_id, "cart.add_item").await
+}
+
+pub async fn update_item(
+    app: &App,
+    tx: &mut dyn StoreTx,
+    caller: &Caller,
+    cart_id: &str,
+    item_id: &str,
+    input: UpdateItemInput,
+) -> ApiResult<CartView> {
+    caller.require(Scope::CheckoutWrite)?;
+    if input.quantity < 0 {
+        return Err(ApiError::validation("quantity", "must be 0 or more (0 removes the line)"));
+    }
+    let cart = open_cart(tx, caller, cart_id).await?;
+    let line =
+        cart.lines.iter().find(|l| l.item_id == item_id).ok_or_else(|| ApiError::item_not_found(item_id))?;
+    if input.quantity == 0 {
+        tx.delete_cart_line(&line.item_id).await?;
+    } else {
+        let limits = app.platform_limits().await?;
+        if input.quantity > limits.max_item_quantity {
+            return Err(ApiError::quantity_exceeds_limit(limits.max_item_quantity, input.quantity));
+        }
+        tx.set_cart_line_quantity(&line.item_id, input.quantity, now_ms()).await?;
+    }
+    finish_change(app, tx, caller, cart_id, "cart.update_item").await
+}
+
+pub async fn remove_item(
+    app: &App,
+    tx: &mut dyn StoreTx,
+    caller: &Caller,
+    cart_id: &str,
+    item_id: &str,
+) -> ApiResult<CartView> {
+    caller.require(Scope::CheckoutWrite)?;
+    let cart = open_cart(tx, caller, cart_id).await?;
+    let line =
+        cart.lines.iter().find(|l| l.item_id == item_id).ok_or_else(|| ApiError::item_not_found(item_id))?;
+    tx.delete_cart_line(&line.item_id).await?;
+    finish_change(app, tx, caller, cart_id, "cart.remove_item").await
+}
+
+/// Validates an address body: unknown fields and invalid values are `422 validation_error`; fields of
+/// the wrong JSON type are `400 invalid_request`.
+pub fn parse_address(body: Value) -> ApiResult<ShippingAddress> {
+    let Value::Object(map) = &body else {
+        return Err(ApiError::invalid_request(
+            "body",
+            "The body must be a JSON object with the address fields",
+        ));
+    };
+    if let Some(unknown) = map.keys().find(|k| !ADDRESS_FIELDS.contains(&k.as_str())) {
+        return Err(ApiError::validation(
+            unknown,
+            format!("is not an address field (allowed: {})", ADDRESS_FIELDS.join(", ")),
+        ));
+    }
+    let input: AddressInput = super::parse_body(body)?;
+    Ok(input.validate()?)
+}
+
+pub async fn set_shipping_address(
+    app: &App,
+    tx: &mut dyn StoreTx,
+    caller: &Caller,
+    cart_id: &str,
+    body: Value,
+) -> ApiResult<CartView> {
+    caller.require(Scope::CheckoutWrite)?;
+    let cart = open_cart(tx, caller, cart_id).await?;
+    let address = parse_address(body)?;
+    tx.set_cart_shipping_address(&cart.id, &address, now_ms()).await?;
+    finish_change(app, tx, caller, cart_id, "cart.set_shipping_address").await
+}
