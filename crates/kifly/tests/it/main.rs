@@ -1,0 +1,15 @@
+//! Kifly's HTTP and CLI integration tests: one binary, one module per area. In-process tests drive
+//! the real router (real SQLite file in a temp dir, real middleware) with `tower::ServiceExt::oneshot`;
+//! the CLI tests run the real `kifly` binary.
+
+mod support;
+
+mod auth;
+mod carts;
+mod catalog;
+mod cli;
+mod errors;
+mod idempotency;
+mod openapi;
+mod ops;
+mod rate_limits;

@@ -1,0 +1,195 @@
+//! Test fixtures: a [`TestApp`] on a fresh SQLite file with the demo catalog and two keys.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use kifly::app::App;
+use kifly::config::Config;
+use kifly_core::scope::Scope;
+use kifly_store::Store;
+use serde_json::Value;
+use tempfile::TempDir;
+use tower::ServiceExt;
+
+pub struct TestApp {
+    pub app: App,
+    pub router: Router,
+    pub store: Arc<dyn Store>,
+    /// A network key with every scope.
+    pub network_key: String,
+    /// A key scoped to `trailhead-outfitters`, every scope.
+    pub seller_key: String,
+    pub dir: TempDir,
+}
+
+/// A response, fully read.
+pub struct TestResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub bytes: Vec<u8>,
+}
+
+impl TestResponse {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.bytes)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.bytes)))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts the status and the error code of an error envelope, and returns the body.
+    #[track_caller]
+    pub fn assert_error(&self, status: u16, code: &str) -> Value {
+        let body = self.json();
+        assert_eq!(self.status.as_u16(), status, "body: {body}");
+        assert_eq!(body["error"], code, "body: {body}");
+        assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "message missing: {body}");
+        assert!(body["details"].is_object(), "details missing: {body}");
+        body
+    }
+
+    #[track_caller]
+    pub fn assert_ok(&self, status: u16) -> Value {
+        assert_eq!(self.status.as_u16(), status, "body: {}", String::from_utf8_lossy(&self.bytes));
+        self.json()
+    }
+}
+
+/// A default test configuration rooted in `dir`.
+pub fn config_in(dir: &TempDir) -> Config {
+    Config { data_dir: dir.path().to_path_buf(), ..Config::default() }
+}
+
+impl TestApp {
+    pub async fn new() -> TestApp {
+        Self::with_config(|_| {}).await
+    }
+
+    /// A test app whose config `tweak` adjusts (e.g. rate limits off).
+    pub async fn with_config(tweak: impl FnOnce(&mut Config)) -> TestApp {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = config_in(&dir);
+        tweak(&mut config);
+        let store = kifly::app::open_store(&config).await.expect("store");
+        let secret = kifly::app::load_or_create_secret(&config).expect("secret");
+        let lines = kifly::demo::seed(store.as_ref(), &secret).await.expect("seed").expect("fresh store");
+        let key_of = |needle: &str| {
+            lines
+                .iter()
+                .find(|l| l.contains(needle))
+                .and_then(|l| l.split_whitespace().last())
+                .expect("key line")
+                .to_string()
+        };
+        let (network_key, seller_key) = (key_of("network key"), key_of("seller key"));
+        let app = App::new(store.clone(), config, secret);
+        let router = kifly::http::router(app.clone());
+        TestApp { app, router, store, network_key, seller_key, dir }
+    }
+
+    /// Creates another key.
+    pub async fn create_key(&self, seller: Option<&str>, scopes: &[Scope]) -> String {
+        kifly::service::keys::create_key(
+            self.store.as_ref(),
+            &self.app.secret,
+            "test",
+            seller,
+            scopes.to_vec(),
+        )
+        .await
+        .expect("create key")
+        .1
+    }
+
+    /// Sends a request. `key` goes in `Authorization: Bearer`; `body` is sent verbatim.
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        key: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<String>,
+    ) -> TestResponse {
+        let mut builder = Request::builder().method(method).uri(path);
+        if let Some(key) = key {
+            builder = builder.header("authorization", format!("Bearer {key}"));
+        }
+        if body.is_some() {
+            builder = builder.header("content-type", "application/json");
+        }
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        let request = builder.body(body.map(Body::from).unwrap_or_else(Body::empty)).expect("request");
+        let response = self.router.clone().oneshot(request).await.expect("infallible");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.expect("body").to_bytes().to_vec();
+        TestResponse { status, headers, bytes }
+    }
+
+    pub async fn get(&self, path: &str, key: &str) -> TestResponse {
+        self.send(Method::GET, path, Some(key), &[], None).await
+    }
+
+    /// A mutating request with a fresh Idempotency-Key.
+    pub async fn write(&self, method: Method, path: &str, key: &str, body: Value) -> TestResponse {
+        let idem = ulid::Ulid::new().to_string();
+        self.write_with_key(method, path, key, &idem, body).await
+    }
+
+    pub async fn write_with_key(
+        &self,
+        method: Method,
+        path: &str,
+        key: &str,
+        idem: &str,
+        body: Value,
+    ) -> TestResponse {
+        let body = if body.is_null() { None } else { Some(body.to_string()) };
+        self.send(method, path, Some(key), &[("idempotency-key", idem)], body).await
+    }
+
+    /// Creates a cart for `seller` with `key` and returns its id.
+    pub async fn cart(&self, key: &str, seller: &str) -> String {
+        let r = self
+            .write(Method::POST, "/api/agent/cart", key, serde_json::json!({"seller_handle": seller}))
+            .await;
+        r.assert_ok(201)["cart_id"].as_str().expect("cart_id").to_string()
+    }
+
+    /// The id of a variant of `seller`, by SKU.
+    pub async fn variant(&self, sku: &str) -> String {
+        let products = self.store.list_products(&Default::default()).await.expect("products");
+        products
+            .iter()
+            .flat_map(|p| p.variants.iter())
+            .find(|v| v.sku == sku)
+            .unwrap_or_else(|| panic!("no variant {sku}"))
+            .id
+            .clone()
+    }
+
+    /// The first variant (SKU and id) of the first product of a seller.
+    pub async fn any_variant_of(&self, seller: &str) -> String {
+        let seller = self.store.get_seller_by_handle(seller).await.expect("seller").expect("seller exists");
+        let products = self
+            .store
+            .list_products(&kifly_store::ProductFilter { seller_id: Some(seller.id), category: None })
+            .await
+            .expect("products");
+        products[0].variants[0].id.clone()
+    }
+}
+
+/// A valid address in `region`.
+pub fn address(city: &str, region: &str) -> Value {
+    serde_json::json!({
+        "name": "Ada Lovelace", "line1": "1 Main St", "city": city, "region": region, "postal_code": "94105"
+    })
+}
