@@ -1,7 +1,7 @@
 //! Kifly's persistence layer.
 //!
-//! One operation-shaped [`Store`] trait, one module per backend (SQLite now; PostgreSQL implements the
-//! same trait), each with its own migrations, and one conformance suite (`tests/conformance.rs`) that
+//! One operation-shaped [`Store`] trait, one module per backend (SQLite, PostgreSQL), each with its
+//! own migrations, and one conformance suite (`tests/conformance.rs`) that
 //! every backend must pass. The service layer only ever sees `Arc<dyn Store>`, so no SQL dialect leaks
 //! above this crate.
 //!
@@ -14,7 +14,9 @@
 //! and trivially ordered. The server formats them as RFC 3339 at the edge.
 
 pub mod model;
+pub mod postgres;
 pub mod sqlite;
+pub mod testing;
 
 use std::sync::Arc;
 
@@ -143,9 +145,7 @@ pub async fn connect(url: &str) -> StoreResult<Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
         Ok(Arc::new(sqlite::SqliteStore::open(url).await?))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Err(StoreError::Other(
-            "PostgreSQL support is not built yet (cluster mode); use a sqlite:// URL".into(),
-        ))
+        Ok(Arc::new(postgres::PostgresStore::open(url).await?))
     } else {
         Err(StoreError::Other(format!(
             "unsupported database URL scheme in {:?}: expected sqlite:// or postgres://",

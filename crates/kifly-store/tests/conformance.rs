@@ -16,6 +16,7 @@ use kifly_core::catalog::{CatalogFile, Tier};
 use kifly_core::coverage::{City, Coverage};
 use kifly_core::limits::PlatformLimits;
 use kifly_core::scope::Scope;
+use kifly_store::testing::TempPostgres;
 use kifly_store::*;
 use tempfile::TempDir;
 
@@ -26,9 +27,8 @@ use tempfile::TempDir;
 enum Guard {
     /// A SQLite file inside this directory.
     Sqlite(TempDir),
-    // PostgreSQL: a `Postgres { admin_url, database }` variant, with an `impl Drop for Guard` that
-    // connects to `admin_url` and runs `DROP DATABASE … WITH (FORCE)` (blocking, e.g. on a fresh
-    // thread with its own runtime, since Drop cannot be async).
+    /// A PostgreSQL database of its own, dropped with the guard.
+    Postgres(TempPostgres),
 }
 
 /// A fresh, migrated store private to the calling test, so tests can run in parallel.
@@ -41,10 +41,12 @@ async fn open_store() -> (Arc<dyn Store>, Guard) {
             let path = Path::new(path.split('?').next().unwrap_or_default());
             sqlite_in(path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")))
         }
-        // PostgreSQL goes here once `kifly_store::connect` supports it: connect to the server the URL
-        // names, `CREATE DATABASE kifly_test_<ulid>`, return that database's URL and a
-        // `Guard::Postgres` that drops it.
-        Some(url) => panic!("KIFLY_TEST_DATABASE_URL: no test harness for {url:?} yet"),
+        // The URL names a server: each test gets its own database there.
+        Some(url) if url.starts_with("postgres") => {
+            let db = TempPostgres::create(url).await.expect("create test database");
+            (db.url.clone(), Guard::Postgres(db))
+        }
+        Some(url) => panic!("KIFLY_TEST_DATABASE_URL: no test harness for {url:?}"),
     };
     let store = connect(&url).await.expect("connect");
     store.migrate().await.expect("migrate");

@@ -1,13 +1,13 @@
 //! Platform limits, idempotency records and the audit log.
 
 use kifly_core::limits::PlatformLimits;
-use sqlx::{Row, SqliteConnection, SqlitePool};
+use sqlx::Row;
 
-use super::map_err;
+use super::{Conn, DbPool, map_err};
 use crate::model::*;
 use crate::{StoreError, StoreResult};
 
-pub(super) async fn get_limits(pool: &SqlitePool) -> StoreResult<PlatformLimits> {
+pub(super) async fn get_limits(pool: &DbPool) -> StoreResult<PlatformLimits> {
     let row = sqlx::query("SELECT max_item_quantity, max_cart_total_cents FROM platform_limits WHERE id = 1")
         .fetch_one(pool)
         .await
@@ -18,7 +18,7 @@ pub(super) async fn get_limits(pool: &SqlitePool) -> StoreResult<PlatformLimits>
     })
 }
 
-pub(super) async fn set_limits(pool: &SqlitePool, limits: &PlatformLimits, now: i64) -> StoreResult<()> {
+pub(super) async fn set_limits(pool: &DbPool, limits: &PlatformLimits, now: i64) -> StoreResult<()> {
     sqlx::query("UPDATE platform_limits SET max_item_quantity = $1, max_cart_total_cents = $2, updated_at = $3 WHERE id = 1")
         .bind(limits.max_item_quantity)
         .bind(limits.max_cart_total_cents)
@@ -29,15 +29,37 @@ pub(super) async fn set_limits(pool: &SqlitePool, limits: &PlatformLimits, now: 
     Ok(())
 }
 
+/// Claims a scope. Safe under concurrency on both backends: the insert either creates the in-flight
+/// marker or does nothing, and a takeover only succeeds if the lease is still expired when it runs.
 pub(super) async fn claim_idempotency(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     scope: &IdempotencyScope,
     fingerprint: &str,
     now: i64,
     lease_ms: i64,
 ) -> StoreResult<ClaimOutcome> {
     let claim_token = ulid::Ulid::new().to_string();
-    let existing = sqlx::query(
+    let claimed = IdempotencyClaim { scope: scope.clone(), claim_token: claim_token.clone() };
+    let inserted = sqlx::query(
+        "INSERT INTO idempotency_records (principal, method, path, idem_key, fingerprint, state, claim_token, lease_expires_at, created_at)
+         VALUES ($1, $2, $3, $4, $5, 'in_flight', $6, $7, $8)
+         ON CONFLICT (principal, method, path, idem_key) DO NOTHING",
+    )
+    .bind(&scope.principal)
+    .bind(&scope.method)
+    .bind(&scope.path)
+    .bind(&scope.key)
+    .bind(fingerprint)
+    .bind(&claim_token)
+    .bind(now + lease_ms)
+    .bind(now)
+    .execute(&mut *conn)
+    .await
+    .map_err(map_err)?;
+    if inserted.rows_affected() == 1 {
+        return Ok(ClaimOutcome::Claimed(claimed));
+    }
+    let row = sqlx::query(
         "SELECT fingerprint, state, lease_expires_at, status, response_body FROM idempotency_records
          WHERE principal = $1 AND method = $2 AND path = $3 AND idem_key = $4",
     )
@@ -45,28 +67,9 @@ pub(super) async fn claim_idempotency(
     .bind(&scope.method)
     .bind(&scope.path)
     .bind(&scope.key)
-    .fetch_optional(&mut *conn)
+    .fetch_one(&mut *conn)
     .await
     .map_err(map_err)?;
-    let claimed = IdempotencyClaim { scope: scope.clone(), claim_token: claim_token.clone() };
-    let Some(row) = existing else {
-        sqlx::query(
-            "INSERT INTO idempotency_records (principal, method, path, idem_key, fingerprint, state, claim_token, lease_expires_at, created_at)
-             VALUES ($1, $2, $3, $4, $5, 'in_flight', $6, $7, $8)",
-        )
-        .bind(&scope.principal)
-        .bind(&scope.method)
-        .bind(&scope.path)
-        .bind(&scope.key)
-        .bind(fingerprint)
-        .bind(&claim_token)
-        .bind(now + lease_ms)
-        .bind(now)
-        .execute(&mut *conn)
-        .await
-        .map_err(map_err)?;
-        return Ok(ClaimOutcome::Claimed(claimed));
-    };
     let stored_fingerprint: String = row.try_get(0).map_err(map_err)?;
     let state: String = row.try_get(1).map_err(map_err)?;
     let lease_expires_at: i64 = row.try_get(2).map_err(map_err)?;
@@ -83,10 +86,12 @@ pub(super) async fn claim_idempotency(
     if lease_expires_at > now {
         return Ok(ClaimOutcome::InProgress);
     }
-    // The previous holder's lease ran out (it crashed or hung): take the key over.
-    sqlx::query(
+    // The previous holder's lease ran out (it crashed or hung): take the key over, unless another
+    // request just did.
+    let taken = sqlx::query(
         "UPDATE idempotency_records SET claim_token = $5, lease_expires_at = $6
-         WHERE principal = $1 AND method = $2 AND path = $3 AND idem_key = $4 AND state = 'in_flight'",
+         WHERE principal = $1 AND method = $2 AND path = $3 AND idem_key = $4
+           AND state = 'in_flight' AND lease_expires_at <= $7",
     )
     .bind(&scope.principal)
     .bind(&scope.method)
@@ -94,14 +99,15 @@ pub(super) async fn claim_idempotency(
     .bind(&scope.key)
     .bind(&claim_token)
     .bind(now + lease_ms)
+    .bind(now)
     .execute(&mut *conn)
     .await
     .map_err(map_err)?;
-    Ok(ClaimOutcome::Claimed(claimed))
+    Ok(if taken.rows_affected() == 1 { ClaimOutcome::Claimed(claimed) } else { ClaimOutcome::InProgress })
 }
 
 pub(super) async fn complete_idempotency(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     claim: &IdempotencyClaim,
     response: &StoredResponse,
     _now: i64,
@@ -128,7 +134,7 @@ pub(super) async fn complete_idempotency(
     }
 }
 
-pub(super) async fn release_idempotency(pool: &SqlitePool, claim: &IdempotencyClaim) -> StoreResult<()> {
+pub(super) async fn release_idempotency(pool: &DbPool, claim: &IdempotencyClaim) -> StoreResult<()> {
     let s = &claim.scope;
     sqlx::query(
         "DELETE FROM idempotency_records
@@ -145,7 +151,7 @@ pub(super) async fn release_idempotency(pool: &SqlitePool, claim: &IdempotencyCl
     Ok(())
 }
 
-pub(super) async fn purge_idempotency(pool: &SqlitePool, before: i64) -> StoreResult<u64> {
+pub(super) async fn purge_idempotency(pool: &DbPool, before: i64) -> StoreResult<u64> {
     let r = sqlx::query(
         "DELETE FROM idempotency_records WHERE created_at < $1 AND (state = 'done' OR lease_expires_at < $1)",
     )
@@ -156,7 +162,7 @@ pub(super) async fn purge_idempotency(pool: &SqlitePool, before: i64) -> StoreRe
     Ok(r.rows_affected())
 }
 
-pub(super) async fn insert_audit(conn: &mut SqliteConnection, entry: &AuditEntry) -> StoreResult<()> {
+pub(super) async fn insert_audit(conn: &mut Conn, entry: &AuditEntry) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO audit_log (id, api_key_id, action, resource_id, metadata, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
     )
@@ -172,7 +178,7 @@ pub(super) async fn insert_audit(conn: &mut SqliteConnection, entry: &AuditEntry
     Ok(())
 }
 
-pub(super) async fn recent_audit(pool: &SqlitePool, limit: i64) -> StoreResult<Vec<AuditEntry>> {
+pub(super) async fn recent_audit(pool: &DbPool, limit: i64) -> StoreResult<Vec<AuditEntry>> {
     let rows = sqlx::query(
         "SELECT id, api_key_id, action, resource_id, metadata, created_at FROM audit_log ORDER BY created_at DESC, id DESC LIMIT $1",
     )

@@ -1,17 +1,16 @@
 //! Agent keys. Only the keyed hash of a key is stored; see the server's `auth` module for why.
 
 use kifly_core::scope::Scope;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqlitePool};
+use sqlx::Row;
 
-use super::map_err;
+use super::{DbPool, DbRow, map_err};
 use crate::StoreResult;
 use crate::model::*;
 
 const SELECT: &str = "SELECT k.id, k.name, k.display_prefix, k.seller_id, s.handle AS seller_handle, k.scopes, k.created_at, k.revoked_at
      FROM api_keys k LEFT JOIN sellers s ON s.id = k.seller_id";
 
-fn from_row(row: &SqliteRow) -> StoreResult<ApiKey> {
+fn from_row(row: &DbRow) -> StoreResult<ApiKey> {
     let scopes: String = row.try_get("scopes").map_err(map_err)?;
     Ok(ApiKey {
         id: row.try_get("id").map_err(map_err)?,
@@ -26,8 +25,8 @@ fn from_row(row: &SqliteRow) -> StoreResult<ApiKey> {
 }
 
 pub(super) async fn create(
-    writer: &SqlitePool,
-    reader: &SqlitePool,
+    writer: &DbPool,
+    reader: &DbPool,
     key: &NewApiKey,
     now: i64,
 ) -> StoreResult<ApiKey> {
@@ -53,7 +52,7 @@ pub(super) async fn create(
     from_row(&row)
 }
 
-pub(super) async fn find_by_hash(pool: &SqlitePool, key_hash: &str) -> StoreResult<Option<ApiKey>> {
+pub(super) async fn find_by_hash(pool: &DbPool, key_hash: &str) -> StoreResult<Option<ApiKey>> {
     let row = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} WHERE k.key_hash = $1")))
         .bind(key_hash)
         .fetch_optional(pool)
@@ -62,7 +61,7 @@ pub(super) async fn find_by_hash(pool: &SqlitePool, key_hash: &str) -> StoreResu
     row.as_ref().map(from_row).transpose()
 }
 
-pub(super) async fn list(pool: &SqlitePool) -> StoreResult<Vec<ApiKey>> {
+pub(super) async fn list(pool: &DbPool) -> StoreResult<Vec<ApiKey>> {
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} ORDER BY k.created_at, k.id")))
         .fetch_all(pool)
         .await
@@ -70,7 +69,7 @@ pub(super) async fn list(pool: &SqlitePool) -> StoreResult<Vec<ApiKey>> {
     rows.iter().map(from_row).collect()
 }
 
-pub(super) async fn revoke(pool: &SqlitePool, id: &str, now: i64) -> StoreResult<bool> {
+pub(super) async fn revoke(pool: &DbPool, id: &str, now: i64) -> StoreResult<bool> {
     let exists: Option<String> = sqlx::query_scalar("SELECT id FROM api_keys WHERE id = $1")
         .bind(id)
         .fetch_optional(pool)

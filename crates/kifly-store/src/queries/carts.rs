@@ -2,20 +2,23 @@
 //! always current.
 
 use kifly_core::address::ShippingAddress;
-use sqlx::{Row, SqliteConnection};
+use sqlx::Row;
 
-use super::{json_err, map_err};
+use super::{CART_FOR_UPDATE_SQL, Conn, QueryResult, json_err, map_err};
 use crate::model::*;
 use crate::{StoreError, StoreResult};
 
-pub(super) async fn get(conn: &mut SqliteConnection, cart_id: &str) -> StoreResult<Option<Cart>> {
-    let Some(row) = sqlx::query(
-        "SELECT id, api_key_id, seller_id, status, shipping_address, version, order_id, created_at, updated_at FROM carts WHERE id = $1",
-    )
-    .bind(cart_id)
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(map_err)?
+/// The cart row, for plain reads.
+const CART_SQL: &str = "SELECT id, api_key_id, seller_id, status, shipping_address, version, order_id, created_at, updated_at FROM carts WHERE id = $1";
+
+/// Reads a cart with its lines; `lock` takes a row lock for the rest of the transaction where the
+/// backend has them (PostgreSQL `FOR UPDATE`; SQLite's writer transaction is already exclusive).
+pub(super) async fn get(conn: &mut Conn, cart_id: &str, lock: bool) -> StoreResult<Option<Cart>> {
+    let Some(row) = sqlx::query(if lock { CART_FOR_UPDATE_SQL } else { CART_SQL })
+        .bind(cart_id)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(map_err)?
     else {
         return Ok(None);
     };
@@ -61,7 +64,7 @@ pub(super) async fn get(conn: &mut SqliteConnection, cart_id: &str) -> StoreResu
     }))
 }
 
-pub(super) async fn insert(conn: &mut SqliteConnection, cart: &NewCart, now: i64) -> StoreResult<()> {
+pub(super) async fn insert(conn: &mut Conn, cart: &NewCart, now: i64) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO carts (id, api_key_id, seller_id, status, version, created_at, updated_at) VALUES ($1, $2, $3, 'open', 1, $4, $4)",
     )
@@ -75,11 +78,7 @@ pub(super) async fn insert(conn: &mut SqliteConnection, cart: &NewCart, now: i64
     Ok(())
 }
 
-pub(super) async fn insert_line(
-    conn: &mut SqliteConnection,
-    line: &NewCartLine,
-    now: i64,
-) -> StoreResult<()> {
+pub(super) async fn insert_line(conn: &mut Conn, line: &NewCartLine, now: i64) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO cart_items (id, cart_id, variant_id, quantity, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)",
     )
@@ -94,12 +93,12 @@ pub(super) async fn insert_line(
     Ok(())
 }
 
-fn expect_one(result: sqlx::sqlite::SqliteQueryResult, what: &str) -> StoreResult<()> {
+fn expect_one(result: QueryResult, what: &str) -> StoreResult<()> {
     if result.rows_affected() == 1 { Ok(()) } else { Err(StoreError::NotFound(what.to_string())) }
 }
 
 pub(super) async fn set_line_quantity(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     item_id: &str,
     quantity: i64,
     now: i64,
@@ -114,7 +113,7 @@ pub(super) async fn set_line_quantity(
     expect_one(r, item_id)
 }
 
-pub(super) async fn delete_line(conn: &mut SqliteConnection, item_id: &str) -> StoreResult<()> {
+pub(super) async fn delete_line(conn: &mut Conn, item_id: &str) -> StoreResult<()> {
     let r = sqlx::query("DELETE FROM cart_items WHERE id = $1")
         .bind(item_id)
         .execute(conn)
@@ -124,7 +123,7 @@ pub(super) async fn delete_line(conn: &mut SqliteConnection, item_id: &str) -> S
 }
 
 pub(super) async fn set_address(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     cart_id: &str,
     address: &ShippingAddress,
     now: i64,
@@ -140,7 +139,7 @@ pub(super) async fn set_address(
     expect_one(r, cart_id)
 }
 
-pub(super) async fn touch(conn: &mut SqliteConnection, cart_id: &str, now: i64) -> StoreResult<()> {
+pub(super) async fn touch(conn: &mut Conn, cart_id: &str, now: i64) -> StoreResult<()> {
     let r = sqlx::query("UPDATE carts SET version = version + 1, updated_at = $2 WHERE id = $1")
         .bind(cart_id)
         .bind(now)

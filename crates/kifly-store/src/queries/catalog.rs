@@ -5,14 +5,13 @@ use std::collections::HashMap;
 use kifly_core::catalog::{CatalogFile, Tier};
 use kifly_core::coverage::{Coverage, CoverageSpec};
 use kifly_core::ids::{IdKind, new_id};
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, SqliteConnection, SqlitePool};
+use sqlx::Row;
 
-use super::{json_err, map_err};
+use super::{Conn, DbPool, DbRow, json_err, map_err};
 use crate::model::*;
 use crate::{StoreError, StoreResult};
 
-fn seller_from_row(row: &SqliteRow) -> StoreResult<Seller> {
+fn seller_from_row(row: &DbRow) -> StoreResult<Seller> {
     let tier: String = row.try_get("tier").map_err(map_err)?;
     let coverage: Option<String> = row.try_get("coverage").map_err(map_err)?;
     let coverage = match coverage {
@@ -33,7 +32,7 @@ fn seller_from_row(row: &SqliteRow) -> StoreResult<Seller> {
     })
 }
 
-pub(super) async fn seller_by(pool: &SqlitePool, column: &str, value: &str) -> StoreResult<Option<Seller>> {
+pub(super) async fn seller_by(pool: &DbPool, column: &str, value: &str) -> StoreResult<Option<Seller>> {
     let sql = match column {
         "id" => {
             "SELECT id, handle, name, description, storefront_url, tier, delivery_fee_cents, coverage, created_at, updated_at FROM sellers WHERE id = $1"
@@ -46,7 +45,7 @@ pub(super) async fn seller_by(pool: &SqlitePool, column: &str, value: &str) -> S
     row.as_ref().map(seller_from_row).transpose()
 }
 
-pub(super) async fn list_sellers(pool: &SqlitePool) -> StoreResult<Vec<Seller>> {
+pub(super) async fn list_sellers(pool: &DbPool) -> StoreResult<Vec<Seller>> {
     let rows = sqlx::query(
         "SELECT id, handle, name, description, storefront_url, tier, delivery_fee_cents, coverage, created_at, updated_at FROM sellers ORDER BY handle",
     )
@@ -56,7 +55,7 @@ pub(super) async fn list_sellers(pool: &SqlitePool) -> StoreResult<Vec<Seller>> 
     rows.iter().map(seller_from_row).collect()
 }
 
-fn variant_from_row(row: &SqliteRow) -> StoreResult<Variant> {
+fn variant_from_row(row: &DbRow) -> StoreResult<Variant> {
     let options: String = row.try_get("options").map_err(map_err)?;
     Ok(Variant {
         id: row.try_get("id").map_err(map_err)?,
@@ -69,7 +68,7 @@ fn variant_from_row(row: &SqliteRow) -> StoreResult<Variant> {
     })
 }
 
-pub(super) async fn list_products(pool: &SqlitePool, filter: &ProductFilter) -> StoreResult<Vec<Product>> {
+pub(super) async fn list_products(pool: &DbPool, filter: &ProductFilter) -> StoreResult<Vec<Product>> {
     // Empty strings mean "no filter", so one statement serves every combination.
     let seller = filter.seller_id.clone().unwrap_or_default();
     // Categories are stored lower-cased (Unicode-aware, in Rust), so compare against the same folding.
@@ -121,7 +120,7 @@ pub(super) async fn list_products(pool: &SqlitePool, filter: &ProductFilter) -> 
         .collect()
 }
 
-pub(super) async fn count_products(pool: &SqlitePool, seller_id: Option<&str>) -> StoreResult<i64> {
+pub(super) async fn count_products(pool: &DbPool, seller_id: Option<&str>) -> StoreResult<i64> {
     sqlx::query_scalar("SELECT COUNT(*) FROM products WHERE ($1 = '' OR seller_id = $1)")
         .bind(seller_id.unwrap_or_default())
         .fetch_one(pool)
@@ -129,7 +128,7 @@ pub(super) async fn count_products(pool: &SqlitePool, seller_id: Option<&str>) -
         .map_err(map_err)
 }
 
-pub(super) async fn list_categories(pool: &SqlitePool, seller_id: Option<&str>) -> StoreResult<Vec<String>> {
+pub(super) async fn list_categories(pool: &DbPool, seller_id: Option<&str>) -> StoreResult<Vec<String>> {
     sqlx::query_scalar(
         "SELECT DISTINCT category FROM products WHERE category <> '' AND ($1 = '' OR seller_id = $1) ORDER BY category",
     )
@@ -139,7 +138,7 @@ pub(super) async fn list_categories(pool: &SqlitePool, seller_id: Option<&str>) 
     .map_err(map_err)
 }
 
-pub(super) async fn get_variant(pool: &SqlitePool, variant_id: &str) -> StoreResult<Option<VariantRef>> {
+pub(super) async fn get_variant(pool: &DbPool, variant_id: &str) -> StoreResult<Option<VariantRef>> {
     let row = sqlx::query(
         "SELECT v.id, v.product_id, v.sku, v.name, v.options, v.price_cents, v.inventory, p.title, p.seller_id
          FROM variants v JOIN products p ON p.id = v.product_id WHERE v.id = $1",
@@ -159,11 +158,7 @@ pub(super) async fn get_variant(pool: &SqlitePool, variant_id: &str) -> StoreRes
 }
 
 /// Upserts a validated file inside the caller's transaction.
-pub(super) async fn import(
-    conn: &mut SqliteConnection,
-    file: &CatalogFile,
-    now: i64,
-) -> StoreResult<ImportSummary> {
+pub(super) async fn import(conn: &mut Conn, file: &CatalogFile, now: i64) -> StoreResult<ImportSummary> {
     let mut summary = ImportSummary::default();
     for seller in &file.sellers {
         let coverage = seller
@@ -219,6 +214,21 @@ pub(super) async fn import(
             .map_err(map_err)?;
             summary.products += 1;
             for (vposition, variant) in product.variants.iter().enumerate() {
+                // A SKU identifies one seller's variant; moving it to another seller by import would
+                // silently rewrite that seller's catalog (and carts holding it).
+                let owner: Option<String> = sqlx::query_scalar(
+                    "SELECT p.seller_id FROM variants v JOIN products p ON p.id = v.product_id WHERE v.sku = $1",
+                )
+                .bind(&variant.sku)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(map_err)?;
+                if owner.is_some_and(|owner| owner != seller_id) {
+                    return Err(StoreError::Conflict(format!(
+                        "sku {:?} already belongs to another seller; SKUs cannot move between sellers",
+                        variant.sku
+                    )));
+                }
                 let options = serde_json::to_string(&variant.options).map_err(json_err)?;
                 sqlx::query(
                     "INSERT INTO variants (id, product_id, sku, name, options, price_cents, inventory, position, created_at, updated_at)

@@ -1,0 +1,106 @@
+//! The PostgreSQL backend, for cluster mode: many stateless nodes on one database.
+//!
+//! Same queries and `Store` implementation as SQLite (`../queries/`). What differs: one pool for
+//! reads and writes (PostgreSQL has real concurrency), `READ COMMITTED` transactions with a
+//! `FOR UPDATE` row lock on the cart every cart change starts from (so concurrent changes to one cart
+//! serialise on that row while other carts proceed), statements that race (idempotency claims) written
+//! as conditional inserts/updates, and short timeouts so an unreachable database answers 503 quickly
+//! instead of hanging. Migrations take sqlx's advisory lock, so nodes starting together are safe.
+
+#[path = "../queries/carts.rs"]
+mod carts;
+#[path = "../queries/catalog.rs"]
+mod catalog;
+#[path = "../queries/keys.rs"]
+mod keys;
+#[path = "../queries/ops.rs"]
+mod ops;
+#[path = "../queries/store.rs"]
+mod store;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Postgres, Transaction};
+
+use crate::{StoreError, StoreResult};
+
+type Db = Postgres;
+type DbPool = sqlx::PgPool;
+type Conn = sqlx::PgConnection;
+type DbRow = sqlx::postgres::PgRow;
+type QueryResult = sqlx::postgres::PgQueryResult;
+type BackendStore = PostgresStore;
+
+const BACKEND_NAME: &str = "postgres";
+const CART_FOR_UPDATE_SQL: &str = "SELECT id, api_key_id, seller_id, status, shipping_address, version, order_id, created_at, updated_at FROM carts WHERE id = $1 FOR UPDATE";
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// How long a request waits for a pooled connection before answering 503.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The PostgreSQL implementation of [`crate::Store`].
+pub struct PostgresStore {
+    pool: DbPool,
+}
+
+impl PostgresStore {
+    /// Connects to a `postgres://` URL. The pool connects lazily, so a node starts (and answers 503)
+    /// while the database is down, and recovers by itself when it returns.
+    pub async fn open(url: &str) -> StoreResult<Self> {
+        let options = PgConnectOptions::from_str(url)
+            .map_err(|e| StoreError::Other(format!("bad postgres URL: {e}")))?
+            .options([("statement_timeout", "10s"), ("lock_timeout", "5s")]);
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .min_connections(0)
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .idle_timeout(Duration::from_secs(300))
+            .test_before_acquire(true)
+            .connect_lazy_with(options);
+        Ok(Self { pool })
+    }
+
+    fn writer(&self) -> &DbPool {
+        &self.pool
+    }
+
+    fn reader(&self) -> &DbPool {
+        &self.pool
+    }
+
+    async fn begin(&self) -> StoreResult<Transaction<'static, Db>> {
+        self.pool.begin().await.map_err(map_err)
+    }
+}
+
+/// Classifies a driver error by SQLSTATE; see [`StoreError`].
+fn map_err(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::RowNotFound => StoreError::NotFound(e.to_string()),
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => {
+            StoreError::Unavailable(e.to_string())
+        }
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            match code.as_ref() {
+                "23505" => StoreError::Conflict(e.to_string()),
+                "23503" => StoreError::NotFound(e.to_string()),
+                // serialization failure, deadlock, lock timeout, statement timeout, admin shutdown,
+                // cannot connect now, too many connections: all transient.
+                "40001" | "40P01" | "55P03" | "57014" | "57P01" | "57P03" | "53300" => {
+                    StoreError::Unavailable(e.to_string())
+                }
+                c if c.starts_with("08") => StoreError::Unavailable(e.to_string()),
+                _ => StoreError::Other(e.to_string()),
+            }
+        }
+        _ => StoreError::Other(e.to_string()),
+    }
+}
+
+fn json_err(e: serde_json::Error) -> StoreError {
+    StoreError::Other(format!("corrupt JSON column: {e}"))
+}

@@ -1,0 +1,192 @@
+//! The `Store` and `StoreTx` implementation shared by every SQL backend.
+//!
+//! This file is compiled once inside each backend module (`#[path]` in `sqlite/mod.rs` and
+//! `postgres/mod.rs`), where `super::Db`, `super::BackendStore` and friends name that backend's types.
+//! So there is one copy of the logic and each backend only supplies its pools, its transaction start,
+//! its error classification and the few statements whose SQL differs.
+
+use async_trait::async_trait;
+use kifly_core::address::ShippingAddress;
+use kifly_core::catalog::CatalogFile;
+use kifly_core::limits::PlatformLimits;
+use sqlx::Transaction;
+
+use super::{BACKEND_NAME, BackendStore, Db, MIGRATOR, map_err};
+use crate::model::*;
+use crate::{Store, StoreError, StoreResult, StoreTx};
+
+#[async_trait]
+impl Store for BackendStore {
+    fn backend(&self) -> &'static str {
+        BACKEND_NAME
+    }
+
+    async fn migrate(&self) -> StoreResult<()> {
+        MIGRATOR.run(self.writer()).await.map_err(|e| StoreError::Other(format!("migration failed: {e}")))
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(self.reader()).await.map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn begin_write(&self) -> StoreResult<Box<dyn StoreTx>> {
+        let tx = self.begin().await?;
+        Ok(Box::new(BackendTx { tx }))
+    }
+
+    async fn import_catalog(&self, file: &CatalogFile, now: i64) -> StoreResult<ImportSummary> {
+        let mut tx = self.begin().await?;
+        let summary = super::catalog::import(&mut tx, file, now).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(summary)
+    }
+
+    async fn get_seller_by_handle(&self, handle: &str) -> StoreResult<Option<Seller>> {
+        super::catalog::seller_by(self.reader(), "handle", handle).await
+    }
+
+    async fn get_seller(&self, id: &str) -> StoreResult<Option<Seller>> {
+        super::catalog::seller_by(self.reader(), "id", id).await
+    }
+
+    async fn list_sellers(&self) -> StoreResult<Vec<Seller>> {
+        super::catalog::list_sellers(self.reader()).await
+    }
+
+    async fn list_products(&self, filter: &ProductFilter) -> StoreResult<Vec<Product>> {
+        super::catalog::list_products(self.reader(), filter).await
+    }
+
+    async fn count_products(&self, seller_id: Option<&str>) -> StoreResult<i64> {
+        super::catalog::count_products(self.reader(), seller_id).await
+    }
+
+    async fn list_categories(&self, seller_id: Option<&str>) -> StoreResult<Vec<String>> {
+        super::catalog::list_categories(self.reader(), seller_id).await
+    }
+
+    async fn get_variant(&self, variant_id: &str) -> StoreResult<Option<VariantRef>> {
+        super::catalog::get_variant(self.reader(), variant_id).await
+    }
+
+    async fn create_api_key(&self, key: &NewApiKey, now: i64) -> StoreResult<ApiKey> {
+        super::keys::create(self.writer(), self.reader(), key, now).await
+    }
+
+    async fn find_api_key_by_hash(&self, key_hash: &str) -> StoreResult<Option<ApiKey>> {
+        super::keys::find_by_hash(self.reader(), key_hash).await
+    }
+
+    async fn list_api_keys(&self) -> StoreResult<Vec<ApiKey>> {
+        super::keys::list(self.reader()).await
+    }
+
+    async fn revoke_api_key(&self, id: &str, now: i64) -> StoreResult<bool> {
+        super::keys::revoke(self.writer(), id, now).await
+    }
+
+    async fn get_limits(&self) -> StoreResult<PlatformLimits> {
+        super::ops::get_limits(self.reader()).await
+    }
+
+    async fn set_limits(&self, limits: &PlatformLimits, now: i64) -> StoreResult<()> {
+        super::ops::set_limits(self.writer(), limits, now).await
+    }
+
+    async fn get_cart(&self, cart_id: &str) -> StoreResult<Option<Cart>> {
+        let mut conn = self.reader().acquire().await.map_err(map_err)?;
+        super::carts::get(&mut conn, cart_id, false).await
+    }
+
+    async fn claim_idempotency(
+        &self,
+        scope: &IdempotencyScope,
+        fingerprint: &str,
+        now: i64,
+        lease_ms: i64,
+    ) -> StoreResult<ClaimOutcome> {
+        let mut tx = self.begin().await?;
+        let outcome = super::ops::claim_idempotency(&mut tx, scope, fingerprint, now, lease_ms).await?;
+        tx.commit().await.map_err(map_err)?;
+        Ok(outcome)
+    }
+
+    async fn release_idempotency(&self, claim: &IdempotencyClaim) -> StoreResult<()> {
+        super::ops::release_idempotency(self.writer(), claim).await
+    }
+
+    async fn purge_idempotency(&self, before: i64) -> StoreResult<u64> {
+        super::ops::purge_idempotency(self.writer(), before).await
+    }
+
+    async fn insert_audit_batch(&self, entries: &[AuditEntry]) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        for entry in entries {
+            super::ops::insert_audit(&mut tx, entry).await?;
+        }
+        tx.commit().await.map_err(map_err)
+    }
+
+    async fn recent_audit(&self, limit: i64) -> StoreResult<Vec<AuditEntry>> {
+        super::ops::recent_audit(self.reader(), limit).await
+    }
+}
+
+/// A write transaction of this backend.
+pub(super) struct BackendTx {
+    pub(super) tx: Transaction<'static, Db>,
+}
+
+#[async_trait]
+impl StoreTx for BackendTx {
+    async fn get_cart(&mut self, cart_id: &str) -> StoreResult<Option<Cart>> {
+        super::carts::get(&mut self.tx, cart_id, true).await
+    }
+
+    async fn insert_cart(&mut self, cart: &NewCart, now: i64) -> StoreResult<()> {
+        super::carts::insert(&mut self.tx, cart, now).await
+    }
+
+    async fn insert_cart_line(&mut self, line: &NewCartLine, now: i64) -> StoreResult<()> {
+        super::carts::insert_line(&mut self.tx, line, now).await
+    }
+
+    async fn set_cart_line_quantity(&mut self, item_id: &str, quantity: i64, now: i64) -> StoreResult<()> {
+        super::carts::set_line_quantity(&mut self.tx, item_id, quantity, now).await
+    }
+
+    async fn delete_cart_line(&mut self, item_id: &str) -> StoreResult<()> {
+        super::carts::delete_line(&mut self.tx, item_id).await
+    }
+
+    async fn set_cart_shipping_address(
+        &mut self,
+        cart_id: &str,
+        address: &ShippingAddress,
+        now: i64,
+    ) -> StoreResult<()> {
+        super::carts::set_address(&mut self.tx, cart_id, address, now).await
+    }
+
+    async fn touch_cart(&mut self, cart_id: &str, now: i64) -> StoreResult<()> {
+        super::carts::touch(&mut self.tx, cart_id, now).await
+    }
+
+    async fn insert_audit(&mut self, entry: &AuditEntry) -> StoreResult<()> {
+        super::ops::insert_audit(&mut self.tx, entry).await
+    }
+
+    async fn complete_idempotency(
+        &mut self,
+        claim: &IdempotencyClaim,
+        response: &StoredResponse,
+        now: i64,
+    ) -> StoreResult<()> {
+        super::ops::complete_idempotency(&mut self.tx, claim, response, now).await
+    }
+
+    async fn commit(self: Box<Self>) -> StoreResult<()> {
+        self.tx.commit().await.map_err(map_err)
+    }
+}
