@@ -17,6 +17,10 @@
 //!
 //! If a request outlives its lease and another request takes the key over, the first one's store of
 //! its outcome fails and its transaction is rolled back: only one of them ever commits.
+//!
+//! [`run_once`] is the core shared by both front ends: REST routes reach it through the
+//! [`Idempotent`] extractor (scope = key id, HTTP method, path, `Idempotency-Key`), MCP tools with
+//! their optional `idempotency_key` argument (scope = key id, `MCP`, tool name, that key).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -139,19 +143,20 @@ fn stored_to_response(stored: StoredResponse) -> Response {
     response
 }
 
+/// What an idempotent run produced: the status and body exactly as stored for replay.
+#[derive(Debug)]
+pub struct Outcome {
+    pub status: StatusCode,
+    pub body: Vec<u8>,
+    /// True when this is the stored outcome of an earlier run (no side effect happened now).
+    pub replayed: bool,
+    /// A fresh error outcome, kept so front ends can render its headers (e.g. `Retry-After`).
+    pub error: Option<ApiError>,
+}
+
 impl Idempotent {
     /// Runs `op` exactly once for this key; see the module docs.
     pub async fn run<F>(self, app: &App, caller: &Caller, op: F) -> Response
-    where
-        F: for<'a> FnOnce(&'a mut dyn StoreTx, Value) -> TxFuture<'a>,
-    {
-        match self.run_inner(app, caller, op).await {
-            Ok(response) => response,
-            Err(e) => e.into_response(),
-        }
-    }
-
-    async fn run_inner<F>(self, app: &App, caller: &Caller, op: F) -> ApiResult<Response>
     where
         F: for<'a> FnOnce(&'a mut dyn StoreTx, Value) -> TxFuture<'a>,
     {
@@ -161,30 +166,70 @@ impl Idempotent {
             path: self.path,
             key: self.key,
         };
-        let claim = match app.store.claim_idempotency(&scope, &self.fingerprint, now_ms(), LEASE_MS).await? {
-            ClaimOutcome::Claimed(claim) => claim,
-            ClaimOutcome::Replay(stored) => {
-                metrics::counter!("kifly_idempotent_replays_total").increment(1);
-                let mut response = stored_to_response(stored);
-                response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
-                return Ok(response);
+        match run_once(app, scope, &self.fingerprint, self.body, op).await {
+            Ok(Outcome { error: Some(e), .. }) => e.into_response(),
+            Ok(outcome) => {
+                let replayed = outcome.replayed;
+                let mut response =
+                    stored_to_response(StoredResponse { status: outcome.status.as_u16(), body: outcome.body });
+                if replayed {
+                    response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+                }
+                response
             }
-            ClaimOutcome::Conflict => return Err(ApiError::idempotency_conflict()),
-            ClaimOutcome::InProgress => return Err(ApiError::idempotency_in_progress()),
-        };
-        let outcome = execute(app, &claim, self.body, op).await;
-        if outcome.is_err() {
-            // Best effort: if this fails too, the lease expires and a retry takes the key over.
-            if let Err(e) = app.store.release_idempotency(&claim).await {
-                tracing::warn!(error = %e, "could not release idempotency claim");
-            }
+            Err(e) => e.into_response(),
         }
-        outcome
     }
 }
 
+/// The shared core of every idempotent front end (REST routes, MCP tools): claims `scope`, runs `op`
+/// at most once and returns its stored outcome, or the earlier outcome when the key was already used
+/// with the same `fingerprint`. `Err` is an answer that is not stored (conflict, in progress, or an
+/// outcome a retry may change), so the same key may be retried.
+pub async fn run_once<F>(
+    app: &App,
+    scope: IdempotencyScope,
+    fingerprint: &str,
+    body: Value,
+    op: F,
+) -> ApiResult<Outcome>
+where
+    F: for<'a> FnOnce(&'a mut dyn StoreTx, Value) -> TxFuture<'a>,
+{
+    let claim = match app.store.claim_idempotency(&scope, fingerprint, now_ms(), LEASE_MS).await? {
+        ClaimOutcome::Claimed(claim) => claim,
+        ClaimOutcome::Replay(stored) => {
+            metrics::counter!("kifly_idempotent_replays_total").increment(1);
+            let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+            return Ok(Outcome { status, body: stored.body, replayed: true, error: None });
+        }
+        ClaimOutcome::Conflict => return Err(ApiError::idempotency_conflict()),
+        ClaimOutcome::InProgress => return Err(ApiError::idempotency_in_progress()),
+    };
+    let outcome = execute(app, &claim, body, op).await;
+    if outcome.is_err() {
+        // Best effort: if this fails too, the lease expires and a retry takes the key over.
+        if let Err(e) = app.store.release_idempotency(&claim).await {
+            tracing::warn!(error = %e, "could not release idempotency claim");
+        }
+    }
+    outcome
+}
+
+/// Runs `op` in one write transaction without an idempotency record (MCP tools called without an
+/// `idempotency_key`): committed on success, rolled back on error.
+pub async fn run_in_tx<F>(app: &App, body: Value, op: F) -> ApiResult<(StatusCode, Value)>
+where
+    F: for<'a> FnOnce(&'a mut dyn StoreTx, Value) -> TxFuture<'a>,
+{
+    let mut tx = app.store.begin_write().await?;
+    let result = op(tx.as_mut(), body).await?;
+    tx.commit().await?;
+    Ok(result)
+}
+
 /// Runs the operation and stores its outcome with it; `Err` means "release the claim".
-async fn execute<F>(app: &App, claim: &IdempotencyClaim, body: Value, op: F) -> ApiResult<Response>
+async fn execute<F>(app: &App, claim: &IdempotencyClaim, body: Value, op: F) -> ApiResult<Outcome>
 where
     F: for<'a> FnOnce(&'a mut dyn StoreTx, Value) -> TxFuture<'a>,
 {
@@ -210,10 +255,7 @@ where
         Err(e) => return Err(e.into()),
     }
     tx.commit().await?;
-    Ok(match error {
-        Some(e) => e.into_response(),
-        None => stored_to_response(stored),
-    })
+    Ok(Outcome { status, body: stored.body, replayed: false, error })
 }
 
 #[cfg(test)]
