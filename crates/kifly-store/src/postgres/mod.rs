@@ -8,14 +8,19 @@
 //! instead of hanging. Migrations take sqlx's advisory lock, so nodes starting together are safe.
 
 #[path = "../queries/carts.rs"]
+#[expect(clippy::duplicate_mod, reason = "compiled once per backend on purpose")]
 mod carts;
 #[path = "../queries/catalog.rs"]
+#[expect(clippy::duplicate_mod, reason = "compiled once per backend on purpose")]
 mod catalog;
 #[path = "../queries/keys.rs"]
+#[expect(clippy::duplicate_mod, reason = "compiled once per backend on purpose")]
 mod keys;
 #[path = "../queries/ops.rs"]
+#[expect(clippy::duplicate_mod, reason = "compiled once per backend on purpose")]
 mod ops;
 #[path = "../queries/store.rs"]
+#[expect(clippy::duplicate_mod, reason = "compiled once per backend on purpose")]
 mod store;
 
 use std::str::FromStr;
