@@ -35,6 +35,11 @@ pub struct Config {
     pub rate_limit_mcp: String,
     pub rate_limit_feedback: String,
     pub rate_limit_anon: String,
+    /// Hosts `/api/mcp` accepts in `Host` and `Origin` (DNS-rebinding protection): names or
+    /// `name:port`; a comma-separated string or a list; `*` accepts any host. The host of
+    /// `public_url` is always accepted as well.
+    #[serde(deserialize_with = "string_or_list")]
+    pub mcp_allowed_hosts: Vec<String>,
 }
 
 impl Default for Config {
@@ -51,6 +56,7 @@ impl Default for Config {
             rate_limit_mcp: "120/60".into(),
             rate_limit_feedback: "10/60".into(),
             rate_limit_anon: "60/60".into(),
+            mcp_allowed_hosts: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
         }
     }
 }
@@ -66,6 +72,21 @@ pub struct FlagOverrides {
     pub database_url: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<String>,
+}
+
+/// Accepts `"a, b"` (environment variables) as well as `["a", "b"]` (TOML).
+fn string_or_list<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum StringOrList {
+        One(String),
+        Many(Vec<String>),
+    }
+    let items = match StringOrList::deserialize(deserializer)? {
+        StringOrList::One(s) => s.split(',').map(str::to_string).collect(),
+        StringOrList::Many(list) => list,
+    };
+    Ok(items.into_iter().map(|s| s.trim().to_ascii_lowercase()).filter(|s| !s.is_empty()).collect())
 }
 
 /// A configuration error, naming the key at fault.
@@ -109,7 +130,12 @@ impl Config {
             }
             None => figment = figment.merge(Toml::file("kifly.toml")),
         }
-        figment = figment.merge(Env::prefixed("KIFLY_")).merge(Serialized::defaults(flags));
+        // `KIFLY_LOG` is the log filter (read by the logger, not a setting) and `KIFLY_TEST_*` belong to
+        // the test suites; every other `KIFLY_*` variable must be a known key.
+        let env = Env::prefixed("KIFLY_")
+            .ignore(&["log"])
+            .filter(|k| !k.as_str().to_ascii_lowercase().starts_with("test_"));
+        figment = figment.merge(env).merge(Serialized::defaults(flags));
         let config: Config = figment.extract().map_err(|e| {
             let key = e.path.join(".");
             let key = if key.is_empty() { "config".to_string() } else { key };
@@ -152,6 +178,22 @@ impl Config {
         {
             return Err(ConfigError("secret_key: must be at least 32 characters".into()));
         }
+        if self.mcp_allowed_hosts.is_empty() {
+            return Err(ConfigError(
+                "mcp_allowed_hosts: list at least one host (e.g. localhost,127.0.0.1), or * for any".into(),
+            ));
+        }
+        for host in &self.mcp_allowed_hosts {
+            let bare = host.trim_start_matches('[').trim_end_matches(']');
+            if host != "*"
+                && bare.parse::<std::net::IpAddr>().is_err()
+                && host.parse::<axum::http::uri::Authority>().map_or(true, |a| a.as_str() != host)
+            {
+                return Err(ConfigError(format!(
+                    "mcp_allowed_hosts: {host:?} is not a host name, IP address or host:port"
+                )));
+            }
+        }
         Ok(())
     }
 
@@ -169,6 +211,22 @@ impl Config {
         self.database_url
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("kifly.db").display()))
+    }
+
+    /// The hosts `/api/mcp` accepts: `mcp_allowed_hosts` plus the host of `public_url`.
+    pub fn mcp_hosts(&self) -> Vec<String> {
+        let mut hosts = self.mcp_allowed_hosts.clone();
+        let public_host = self
+            .public_url
+            .as_deref()
+            .and_then(|url| url.parse::<axum::http::Uri>().ok())
+            .and_then(|uri| uri.host().map(str::to_ascii_lowercase));
+        if let Some(host) = public_host
+            && !hosts.contains(&host)
+        {
+            hosts.push(host);
+        }
+        hosts
     }
 
     pub fn rate(&self, key: &str) -> Option<RateSetting> {
@@ -207,12 +265,40 @@ impl fmt::Display for Config {
 mod tests {
     use super::*;
 
+    impl Config {
+        /// The defaults overlaid with a TOML snippet, validated.
+        fn load_str(toml: &str) -> Result<Config, ConfigError> {
+            let config: Config = Figment::from(Serialized::defaults(Config::default()))
+                .merge(Toml::string(toml))
+                .extract()
+                .map_err(|e| ConfigError(format!("{}: {}", e.path.join("."), e.kind)))?;
+            config.validate()?;
+            Ok(config)
+        }
+    }
+
     #[test]
     fn rate_settings_parse() {
         assert_eq!(parse_rate("k", "60/60").unwrap(), Some(RateSetting { limit: 60, period_secs: 60 }));
         assert_eq!(parse_rate("k", "off").unwrap(), None);
         let err = parse_rate("rate_limit_agent", "sixty").unwrap_err().to_string();
         assert!(err.contains("rate_limit_agent"), "{err}");
+    }
+
+    #[test]
+    fn mcp_hosts_come_from_a_list_or_a_comma_separated_string() {
+        let toml =
+            Config::load_str("mcp_allowed_hosts = [\"Shop.Example.com\", \"localhost:8080\"]").unwrap();
+        assert_eq!(toml.mcp_allowed_hosts, ["shop.example.com", "localhost:8080"]);
+        let csv = Config::load_str("mcp_allowed_hosts = \"a.example, ::1 ,\"").unwrap();
+        assert_eq!(csv.mcp_allowed_hosts, ["a.example", "::1"]);
+        let with_public =
+            Config { public_url: Some("https://kifly.example.org/x".into()), ..Config::default() };
+        assert!(with_public.mcp_hosts().contains(&"kifly.example.org".to_string()));
+        let err = Config::load_str("mcp_allowed_hosts = \"bad host\"").err().unwrap().to_string();
+        assert!(err.contains("mcp_allowed_hosts"), "{err}");
+        let err = Config::load_str("mcp_allowed_hosts = \"\"").err().unwrap().to_string();
+        assert!(err.contains("mcp_allowed_hosts"), "{err}");
     }
 
     #[test]
