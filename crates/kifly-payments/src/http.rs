@@ -1,10 +1,10 @@
 //! The one place that builds `reqwest` clients and classifies transport failures.
 //!
-//! TLS is rustls with the `ring` provider (smaller to build than aws-lc on a 2-core builder). reqwest's
-//! `rustls-no-provider` feature expects a process-wide default provider; [`build_client`] installs ring's
-//! if nobody installed one first (installing is first-wins, so a binary that prefers another provider
-//! only has to install it before building any client). Plain `http://` base URLs work too, which is how
-//! the loopback fakes and the built-in sandbox are reached.
+//! TLS is reqwest's `rustls` feature, which brings its own crypto provider (aws-lc-rs). The lighter
+//! `rustls-no-provider` + ring was rejected: cargo unifies reqwest's features across the workspace, and
+//! with `rustls-no-provider` every *other* `reqwest::Client::builder().build()` in the same build (the
+//! server's integration tests, for one) panics unless it installs a process-wide provider first. Plain
+//! `http://` base URLs work too, which is how the loopback fakes and the built-in sandbox are reached.
 
 use std::time::Duration;
 
@@ -28,8 +28,6 @@ impl Default for Timeouts {
 }
 
 pub(crate) fn build_client(timeouts: Timeouts) -> Result<reqwest::Client, ConfigError> {
-    // Err means a provider is already installed, which is exactly what we need.
-    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .connect_timeout(timeouts.connect)
         .timeout(timeouts.total)

@@ -168,6 +168,15 @@ fn now_unix() -> i64 {
     OffsetDateTime::now_utc().unix_timestamp()
 }
 
+#[test]
+fn https_clients_build_without_any_process_wide_setup() {
+    // reqwest's features are unified across the workspace: the TLS backend this crate enables must not
+    // make other crates' plain clients depend on a globally installed crypto provider (see src/http.rs).
+    reqwest::Client::builder().build().unwrap();
+    let client = StripeClient::new(StripeConfig::new("sk_test_fake")).unwrap();
+    assert_eq!(client.base_url(), "https://api.stripe.com");
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Fake Stripe.
 
