@@ -20,7 +20,8 @@ use kifly_payments::mpp::{self, CartBinding, ChallengeParams, ChallengeSigner, S
 use kifly_payments::provider::{HostedCheckoutClient, HostedCheckoutRequest, Rail};
 use kifly_payments::stripe::{
     self, CheckoutLineItem, CheckoutSessionStatus, CreateCheckoutSession, CreateSptPaymentIntent, Form,
-    PaymentIntentStatus, StripeClient, StripeConfig, StripeEventKind,
+    GrantTestToken, PaymentIntentStatus, SharedPaymentGrantedToken, StripeClient, StripeConfig,
+    StripeEventKind, UsageLimits,
 };
 use kifly_payments::x402::{
     self, BASE_SEPOLIA, ExactOffer, FacilitatorClient, FacilitatorConfig, FacilitatorRequest, SettleResponse,
@@ -293,8 +294,36 @@ async fn fake_stripe() -> (String, Shared) {
         }
     }
 
+    async fn grant_token(State(state): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+        state.record("/v1/test_helpers/shared_payment/granted_tokens", &headers, &body);
+        let Some(request) = GrantTestToken::from_form(&Form::decode(&body)) else {
+            return (
+                StatusCode::BAD_REQUEST,
+                axum::Json(json!({"error": {"message": "missing usage_limits"}})),
+            )
+                .into_response();
+        };
+        state
+            .idempotent(&headers, |n| {
+                let token = SharedPaymentGrantedToken {
+                    id: format!("spt_test_{n}"),
+                    object: "shared_payment.granted_token".into(),
+                    created: 1,
+                    livemode: false,
+                    usage_limits: Some(UsageLimits {
+                        currency: request.currency,
+                        max_amount: request.max_amount_cents,
+                        expires_at: request.expires_at,
+                    }),
+                };
+                (200, serde_json::to_value(token).unwrap())
+            })
+            .await
+    }
+
     let state = FakeState::new();
     let router = Router::new()
+        .route("/v1/test_helpers/shared_payment/granted_tokens", post(grant_token))
         .route("/v1/checkout/sessions", post(create_session))
         .route("/v1/checkout/sessions/{id}", get(get_session))
         .route("/v1/checkout/sessions/{id}/expire", post(expire_session))
@@ -500,7 +529,20 @@ async fn mpp_paid_retry_charges_once_even_when_retried_concurrently() {
     let header = challenge.to_header_value();
     assert!(header.starts_with("Payment id=\""));
 
-    let authorization = mppx_authorization(&challenge, "spt_test_visa");
+    // The client mints an SPT limited to the challenge's amount (mppx does this through
+    // MPPX_STRIPE_SPT_URL, which the sandbox serves with the same shapes).
+    let request = challenge.request_json();
+    let grant = GrantTestToken {
+        payment_method: "pm_card_visa".into(),
+        currency: request["currency"].as_str().unwrap().into(),
+        max_amount_cents: request["amount"].as_str().unwrap().parse().unwrap(),
+        expires_at: now_unix() + 300,
+        network_id: request["methodDetails"]["networkId"].as_str().map(str::to_string),
+    };
+    let spt = client.create_test_granted_token(&grant, "grant-1").await.unwrap().value;
+    assert_eq!(spt.usage_limits.as_ref().unwrap().max_amount, 4199);
+    assert_eq!(Form::decode(&fake.last().2).get("seller_details[network_id]"), Some("profile_kifly_sandbox"));
+    let authorization = mppx_authorization(&challenge, &spt.id);
     let credential = mpp::parse_authorization(&authorization).unwrap();
     let verified = signer.verify(&credential, &binding(), None, OffsetDateTime::now_utc()).unwrap();
 
@@ -519,11 +561,11 @@ async fn mpp_paid_retry_charges_once_even_when_retried_concurrently() {
         ids.insert(intent.id);
     }
     assert_eq!(ids.len(), 1, "one PaymentIntent");
-    assert_eq!(fake.created.load(Ordering::SeqCst), 1);
+    assert_eq!(fake.created.load(Ordering::SeqCst), 2, "one granted token, one PaymentIntent");
     let (_, headers, body) = fake.last();
     assert_eq!(headers["idempotency-key"], verified.challenge_id.as_str());
     let form = Form::decode(&body);
-    assert_eq!(form.get("shared_payment_granted_token"), Some("spt_test_visa"));
+    assert_eq!(form.get("shared_payment_granted_token"), Some(spt.id.as_str()));
     assert_eq!(form.get("amount"), Some("4199"));
     assert_eq!(form.get("confirm"), Some("true"));
 

@@ -22,8 +22,9 @@ use serde::de::DeserializeOwned;
 pub use form::Form;
 pub use types::{
     Address, CheckoutLineItem, CheckoutPaymentStatus, CheckoutSession, CheckoutSessionStatus,
-    CreateCheckoutSession, CreateSptPaymentIntent, PaymentError, PaymentIntent, PaymentIntentStatus,
-    Shipping, SptParameter, StripeErrorBody, StripeErrorDetail,
+    CreateCheckoutSession, CreateSptPaymentIntent, GrantTestToken, PaymentError, PaymentIntent,
+    PaymentIntentStatus, SharedPaymentGrantedToken, Shipping, SptParameter, StripeErrorBody,
+    StripeErrorDetail, UsageLimits,
 };
 pub use webhook::{
     SIGNATURE_HEADER, StripeEvent, StripeEventKind, StripeWebhookError, WEBHOOK_TOLERANCE, construct_event,
@@ -146,6 +147,16 @@ impl StripeClient {
         idempotency_key: &str,
     ) -> Result<Idempotent<PaymentIntent>, ProviderError> {
         self.post("/v1/payment_intents", &request.to_form(self.spt_parameter), idempotency_key).await
+    }
+
+    /// `POST /v1/test_helpers/shared_payment/granted_tokens` (test mode only): mints a shared payment token
+    /// the way an agent's wallet would, for end-to-end tests against Stripe test mode or the sandbox.
+    pub async fn create_test_granted_token(
+        &self,
+        request: &GrantTestToken,
+        idempotency_key: &str,
+    ) -> Result<Idempotent<SharedPaymentGrantedToken>, ProviderError> {
+        self.post("/v1/test_helpers/shared_payment/granted_tokens", &request.to_form(), idempotency_key).await
     }
 
     /// `GET /v1/payment_intents/{id}`.

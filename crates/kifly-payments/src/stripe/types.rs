@@ -368,6 +368,85 @@ pub struct StripeErrorDetail {
     pub payment_intent: Option<String>,
 }
 
+/// `POST /v1/test_helpers/shared_payment/granted_tokens`: grants the caller a test shared payment token.
+/// This is what the mppx CLI posts to `MPPX_STRIPE_SPT_URL` (form fields `payment_method`,
+/// `usage_limits[currency|max_amount|expires_at]`, `seller_details[network_id]`), so the sandbox parses
+/// it with [`GrantTestToken::from_form`] and answers a [`SharedPaymentGrantedToken`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantTestToken {
+    /// Test payment method, e.g. `pm_card_visa` or `pm_card_chargeDeclined`.
+    pub payment_method: String,
+    /// Lower-case ISO currency.
+    pub currency: String,
+    /// Spending cap in cents.
+    pub max_amount_cents: i64,
+    /// Unix seconds after which the token is dead.
+    pub expires_at: i64,
+    /// Seller's business network profile id (test keys) or business profile (live keys).
+    pub network_id: Option<String>,
+}
+
+impl GrantTestToken {
+    /// Reads the request form; `None` when a required field is missing or not a number.
+    pub fn from_form(form: &Form) -> Option<Self> {
+        Some(Self {
+            payment_method: form.get("payment_method")?.to_string(),
+            currency: form.get("usage_limits[currency]")?.to_ascii_lowercase(),
+            max_amount_cents: form.get("usage_limits[max_amount]")?.parse().ok()?,
+            expires_at: form.get("usage_limits[expires_at]")?.parse().ok()?,
+            network_id: form
+                .get("seller_details[network_id]")
+                .or_else(|| form.get("seller_details[network_business_profile]"))
+                .map(str::to_string),
+        })
+    }
+
+    /// The request form.
+    pub fn to_form(&self) -> Form {
+        let mut form = Form::new();
+        form.push("payment_method", self.payment_method.clone())
+            .push("usage_limits[currency]", self.currency.clone())
+            .push("usage_limits[max_amount]", self.max_amount_cents.to_string())
+            .push("usage_limits[expires_at]", self.expires_at.to_string())
+            .push_opt("seller_details[network_id]", self.network_id.clone());
+        form
+    }
+}
+
+/// Limits a shared payment token carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageLimits {
+    /// Lower-case ISO currency.
+    pub currency: String,
+    /// Cap in cents.
+    pub max_amount: i64,
+    /// Unix seconds.
+    pub expires_at: i64,
+}
+
+/// A granted shared payment token (`spt_…`); clients only read `id`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedPaymentGrantedToken {
+    /// `spt_…`.
+    pub id: String,
+    /// `shared_payment.granted_token`.
+    #[serde(default = "granted_token_object")]
+    pub object: String,
+    /// Creation time (unix seconds).
+    #[serde(default)]
+    pub created: i64,
+    /// False in test mode and in the sandbox.
+    #[serde(default)]
+    pub livemode: bool,
+    /// The limits.
+    #[serde(default)]
+    pub usage_limits: Option<UsageLimits>,
+}
+
+fn granted_token_object() -> String {
+    "shared_payment.granted_token".into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -430,6 +509,20 @@ mod tests {
         assert_eq!(form.get("automatic_payment_methods[allow_redirects]"), Some("never"));
         let form = request.to_form(SptParameter::PaymentMethodData);
         assert_eq!(form.get("payment_method_data[shared_payment_granted_token]"), Some("spt_123"));
+    }
+
+    #[test]
+    fn spt_test_helper_request_is_read_as_mppx_sends_it() {
+        // Fields per protocols.md §10.1 (what the mppx CLI posts to MPPX_STRIPE_SPT_URL).
+        let body = "payment_method=pm_card_visa&usage_limits%5Bcurrency%5D=usd&usage_limits%5Bmax_amount%5D=4199\
+                    &usage_limits%5Bexpires_at%5D=1767229200&seller_details%5Bnetwork_id%5D=profile_test";
+        let request = GrantTestToken::from_form(&Form::decode(body.replace(' ', "").as_bytes())).unwrap();
+        assert_eq!(request.max_amount_cents, 4199);
+        assert_eq!(request.network_id.as_deref(), Some("profile_test"));
+        assert_eq!(GrantTestToken::from_form(&request.to_form()), Some(request));
+        assert_eq!(GrantTestToken::from_form(&Form::decode(b"payment_method=pm_card_visa")), None);
+        let token: SharedPaymentGrantedToken = serde_json::from_value(json!({"id": "spt_1"})).unwrap();
+        assert_eq!(token.object, "shared_payment.granted_token");
     }
 
     #[test]
