@@ -14,6 +14,7 @@ use crate::auth::KeyCache;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::rate_limit::{InProcessLimiter, RateLimiter, Rates};
+use crate::rate_limit_redis::RedisLimiter;
 
 /// How long platform limits are cached; changes made by `kifly limits set` (or another node) are
 /// seen within this time. The contract allows 5 s.
@@ -52,13 +53,22 @@ impl App {
             feedback: config.rate("rate_limit_feedback"),
             anon: config.rate("rate_limit_anon"),
         };
+        let limiter: Arc<dyn RateLimiter> = match config.redis_url.as_deref().map(RedisLimiter::new) {
+            Some(Ok(redis)) => Arc::new(redis),
+            Some(Err(e)) => {
+                // Config validation checks the URL first; this is a last line of defence.
+                tracing::error!(error = %e, "bad redis_url; rate limits are per node");
+                Arc::new(InProcessLimiter::default())
+            }
+            None => Arc::new(InProcessLimiter::default()),
+        };
         App(Arc::new(AppInner {
             audit: AuditSink::spawn(store.clone()),
             store,
             secret,
             keys: KeyCache::default(),
             limits: LimitsCache::default(),
-            limiter: Arc::new(InProcessLimiter::default()),
+            limiter,
             rates,
             config,
         }))

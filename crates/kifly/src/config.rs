@@ -168,6 +168,11 @@ impl Config {
                 redact_url(url)
             )));
         }
+        if let Some(url) = &self.redis_url
+            && !(url.starts_with("redis://") || url.starts_with("rediss://"))
+        {
+            return Err(ConfigError(format!("redis_url: expected redis://…, got {}", redact_url(url))));
+        }
         if let Some(url) = &self.public_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {

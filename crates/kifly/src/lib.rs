@@ -15,5 +15,6 @@ pub mod error;
 pub mod http;
 pub mod idempotency;
 pub mod rate_limit;
+pub mod rate_limit_redis;
 pub mod server;
 pub mod service;

@@ -4,8 +4,9 @@
 //! seconds emits one request every T = P/N; a request is allowed when it would not push the TAT more
 //! than P ahead of now. This allows a burst of N, then one every T, and gives exact values for the
 //! contract's headers: `remaining` is how many more fit now, `reset` is how long until the bucket is
-//! full again, `Retry-After` how long until the next request fits. The arithmetic lives in
-//! [`gcra`] so that an in-process and a Redis implementation agree to the request.
+//! full again, `Retry-After` how long until the next request fits. [`gcra`] and [`decide`] hold the
+//! arithmetic; the Redis limiter (`rate_limit_redis`) runs the same step in a Lua script so that an
+//! in-process and a shared limiter agree to the request.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -44,32 +45,46 @@ pub trait RateLimiter: Send + Sync {
 /// The GCRA step: given the stored TAT (ns since the epoch, 0 if none) and now, returns the decision
 /// and the TAT to store (unchanged when denied).
 pub fn gcra(stored_tat_ns: i128, now_ns: i128, rate: RateSetting) -> (Decision, i128) {
-    let period = i128::from(rate.period_secs) * 1_000_000_000;
+    let period = period_ns(rate);
     let interval = period / i128::from(rate.limit);
     let tat = stored_tat_ns.max(now_ns);
     let new_tat = tat + interval;
+    if new_tat - now_ns <= period {
+        (decide(true, new_tat - now_ns, rate), new_tat)
+    } else {
+        (decide(false, tat - now_ns, rate), stored_tat_ns)
+    }
+}
+
+fn period_ns(rate: RateSetting) -> i128 {
+    i128::from(rate.period_secs) * 1_000_000_000
+}
+
+/// The headers' values from a GCRA outcome. `ahead_ns` is how far the stored TAT is ahead of now
+/// after the request (allowed) or without it (denied). Shared by every limiter implementation.
+pub fn decide(allowed: bool, ahead_ns: i128, rate: RateSetting) -> Decision {
+    let period = period_ns(rate);
+    let interval = period / i128::from(rate.limit);
     let ceil_secs =
         |ns: i128| -> u64 { u64::try_from((ns.max(0) + 999_999_999) / 1_000_000_000).unwrap_or(u64::MAX) };
-    if new_tat - now_ns <= period {
-        let free = period - (new_tat - now_ns);
-        let remaining = u32::try_from(free / interval).unwrap_or(u32::MAX).min(rate.limit);
-        let decision = Decision {
-            allowed: true,
+    if allowed {
+        let remaining =
+            u32::try_from((period - ahead_ns).max(0) / interval).unwrap_or(u32::MAX).min(rate.limit);
+        Decision {
+            allowed,
             limit: rate.limit,
             remaining,
-            reset_secs: ceil_secs(new_tat - now_ns),
+            reset_secs: ceil_secs(ahead_ns),
             retry_after_secs: 0,
-        };
-        (decision, new_tat)
+        }
     } else {
-        let decision = Decision {
-            allowed: false,
+        Decision {
+            allowed,
             limit: rate.limit,
             remaining: 0,
-            reset_secs: ceil_secs(tat - now_ns),
-            retry_after_secs: ceil_secs(new_tat - period - now_ns).max(1),
-        };
-        (decision, stored_tat_ns)
+            reset_secs: ceil_secs(ahead_ns),
+            retry_after_secs: ceil_secs(ahead_ns + interval - period).max(1),
+        }
     }
 }
 

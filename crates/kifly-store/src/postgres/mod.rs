@@ -41,6 +41,14 @@ type BackendStore = PostgresStore;
 const BACKEND_NAME: &str = "postgres";
 const CART_FOR_UPDATE_SQL: &str = "SELECT id, api_key_id, seller_id, status, shipping_address, version, order_id, created_at, updated_at FROM carts WHERE id = $1 FOR UPDATE";
 
+/// Nodes purge concurrently: each takes a batch of rows no other node holds (`SKIP LOCKED`), so no
+/// two nodes delete (or wait on) the same rows.
+const PURGE_IDEMPOTENCY_SQL: &str =
+    "DELETE FROM idempotency_records WHERE (principal, method, path, idem_key) IN (
+    SELECT principal, method, path, idem_key FROM idempotency_records
+    WHERE created_at < $1 AND (state = 'done' OR lease_expires_at < $1)
+    LIMIT 10000 FOR UPDATE SKIP LOCKED)";
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// How long a request waits for a pooled connection before answering 503.

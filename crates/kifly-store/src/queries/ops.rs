@@ -152,13 +152,7 @@ pub(super) async fn release_idempotency(pool: &DbPool, claim: &IdempotencyClaim)
 }
 
 pub(super) async fn purge_idempotency(pool: &DbPool, before: i64) -> StoreResult<u64> {
-    let r = sqlx::query(
-        "DELETE FROM idempotency_records WHERE created_at < $1 AND (state = 'done' OR lease_expires_at < $1)",
-    )
-    .bind(before)
-    .execute(pool)
-    .await
-    .map_err(map_err)?;
+    let r = sqlx::query(super::PURGE_IDEMPOTENCY_SQL).bind(before).execute(pool).await.map_err(map_err)?;
     Ok(r.rows_affected())
 }
 

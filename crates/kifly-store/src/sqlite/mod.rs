@@ -38,6 +38,10 @@ const BACKEND_NAME: &str = "sqlite";
 /// SQLite has no row locks; the writer transaction is exclusive already.
 const CART_FOR_UPDATE_SQL: &str = "SELECT id, api_key_id, seller_id, status, shipping_address, version, order_id, created_at, updated_at FROM carts WHERE id = $1";
 
+/// One writer at a time anyway, so a plain delete.
+const PURGE_IDEMPOTENCY_SQL: &str =
+    "DELETE FROM idempotency_records WHERE created_at < $1 AND (state = 'done' OR lease_expires_at < $1)";
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// The SQLite implementation of [`crate::Store`].
