@@ -2,14 +2,17 @@
 //! the real router (real SQLite file in a temp dir, real middleware) with `tower::ServiceExt::oneshot`;
 //! the CLI tests run the real `kifly` binary.
 
+mod process;
 mod support;
 
 mod auth;
 mod carts;
 mod catalog;
 mod cli;
+mod cluster;
 mod errors;
 mod idempotency;
+mod mcp;
 mod openapi;
 mod ops;
 mod rate_limits;

@@ -22,7 +22,12 @@ async fn readyz_reports_the_database() {
     let app = TestApp::new().await;
     let r = app.send(Method::GET, "/readyz", None, &[], None).await;
     let body = r.assert_ok(200);
-    assert_eq!(body["database"], "sqlite", "{body}");
+    let expected = if std::env::var("KIFLY_TEST_DATABASE_URL").is_ok_and(|u| u.starts_with("postgres")) {
+        "postgres"
+    } else {
+        "sqlite"
+    };
+    assert_eq!(body["database"], expected, "{body}");
 }
 
 #[tokio::test]

@@ -10,6 +10,7 @@ use kifly::app::App;
 use kifly::config::Config;
 use kifly_core::scope::Scope;
 use kifly_store::Store;
+use kifly_store::testing::TempPostgres;
 use serde_json::Value;
 use tempfile::TempDir;
 use tower::ServiceExt;
@@ -23,6 +24,9 @@ pub struct TestApp {
     /// A key scoped to `trailhead-outfitters`, every scope.
     pub seller_key: String,
     pub dir: TempDir,
+    /// The PostgreSQL database of this test, when the suite runs on PostgreSQL.
+    #[expect(dead_code, reason = "held for its Drop, which drops the database")]
+    pub postgres: Option<TempPostgres>,
 }
 
 /// A response, fully read.
@@ -65,6 +69,23 @@ pub fn config_in(dir: &TempDir) -> Config {
     Config { data_dir: dir.path().to_path_buf(), ..Config::default() }
 }
 
+/// The backend matrix: `KIFLY_TEST_DATABASE_URL=postgres://…` runs every test on a PostgreSQL
+/// database of its own (default: a SQLite file in the test's temp dir), and `KIFLY_TEST_REDIS_URL`
+/// puts the rate limiter in Redis.
+async fn apply_matrix(config: &mut Config) -> Option<TempPostgres> {
+    if let Ok(url) = std::env::var("KIFLY_TEST_REDIS_URL") {
+        config.redis_url = Some(url);
+    }
+    match std::env::var("KIFLY_TEST_DATABASE_URL") {
+        Ok(url) if url.starts_with("postgres") => {
+            let db = TempPostgres::create(&url).await.expect("test database");
+            config.database_url = Some(db.url.clone());
+            Some(db)
+        }
+        _ => None,
+    }
+}
+
 impl TestApp {
     pub async fn new() -> TestApp {
         Self::with_config(|_| {}).await
@@ -74,6 +95,7 @@ impl TestApp {
     pub async fn with_config(tweak: impl FnOnce(&mut Config)) -> TestApp {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = config_in(&dir);
+        let postgres = apply_matrix(&mut config).await;
         tweak(&mut config);
         let store = kifly::app::open_store(&config).await.expect("store");
         let secret = kifly::app::load_or_create_secret(&config).expect("secret");
@@ -89,7 +111,7 @@ impl TestApp {
         let (network_key, seller_key) = (key_of("network key"), key_of("seller key"));
         let app = App::new(store.clone(), config, secret);
         let router = kifly::http::router(app.clone());
-        TestApp { app, router, store, network_key, seller_key, dir }
+        TestApp { app, router, store, network_key, seller_key, dir, postgres }
     }
 
     /// Creates another key.
