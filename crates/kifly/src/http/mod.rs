@@ -88,6 +88,7 @@ pub fn router(app: App) -> Router {
     let (api, doc) = api_routes().split_for_parts();
     let doc_json = std::sync::Arc::new(doc.to_pretty_json().unwrap_or_default());
     let routes = api
+        .merge(crate::mcp::router(&app))
         .merge(ops::router(doc_json))
         .fallback(|| async { ApiError::not_found("not_found", "No such endpoint.") })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() });

@@ -13,6 +13,7 @@ mod cluster;
 mod errors;
 mod idempotency;
 mod mcp;
+mod mcp;
 mod openapi;
 mod ops;
 mod rate_limits;
