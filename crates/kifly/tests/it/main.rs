@@ -13,7 +13,6 @@ mod cluster;
 mod errors;
 mod idempotency;
 mod mcp;
-mod mcp;
 mod openapi;
 mod ops;
 mod rate_limits;
