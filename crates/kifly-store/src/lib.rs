@@ -72,6 +72,10 @@ pub trait Store: Send + Sync + 'static {
     /// Distinct non-empty categories, sorted.
     async fn list_categories(&self, seller_id: Option<&str>) -> StoreResult<Vec<String>>;
     async fn get_variant(&self, variant_id: &str) -> StoreResult<Option<VariantRef>>;
+    /// A cheap fingerprint of the whole catalog (row counts and `updated_at` aggregates of sellers,
+    /// products and variants). Any import or edit changes it, so each node's in-memory search index
+    /// can poll it and rebuild when it moves.
+    async fn catalog_version(&self) -> StoreResult<CatalogVersion>;
 
     // --- agent keys ---
     async fn create_api_key(&self, key: &NewApiKey, now: i64) -> StoreResult<ApiKey>;

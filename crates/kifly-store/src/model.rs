@@ -61,6 +61,18 @@ pub struct ProductFilter {
     pub category: Option<String>,
 }
 
+/// A fingerprint of the catalog's rows (see [`crate::Store::catalog_version`]). Equal values mean
+/// "nothing a search index reads has changed"; the fields themselves carry no meaning beyond that.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CatalogVersion {
+    /// Number of sellers, products and variants.
+    pub rows: [i64; 3],
+    /// Newest `updated_at` of sellers, products and variants.
+    pub max_updated_at: [i64; 3],
+    /// Sum of `updated_at` modulo a prime, per table: moves even when an edit carries an older clock.
+    pub checksum: [i64; 3],
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct ImportSummary {
     pub sellers: u64,

@@ -348,6 +348,26 @@ async fn catalog_variant_lookup_carries_product_and_seller() {
 }
 
 #[tokio::test]
+async fn catalog_version_moves_with_every_import_and_only_then() {
+    let (store, _guard) = open_store().await;
+    let empty = store.catalog_version().await.unwrap();
+    assert_eq!(empty, store.catalog_version().await.unwrap(), "stable without writes");
+    store.import_catalog(&catalog(), T0).await.unwrap();
+    let first = store.catalog_version().await.unwrap();
+    assert_ne!(first, empty);
+    assert_eq!(first.rows, [3, 4, 5]);
+    assert_eq!(first, store.catalog_version().await.unwrap(), "reads do not move it");
+    // Same rows, a later import: the timestamps move it.
+    store.import_catalog(&catalog_with("Rocket Mk II", 1500), T0 + 1_000).await.unwrap();
+    let second = store.catalog_version().await.unwrap();
+    assert_ne!(second, first);
+    assert_eq!(second.rows, first.rows);
+    // An edit stamped with an older clock (another node's) still moves it.
+    store.import_catalog(&catalog_with("Rocket Mk III", 1600), T0 + 500).await.unwrap();
+    assert_ne!(store.catalog_version().await.unwrap(), second);
+}
+
+#[tokio::test]
 async fn catalog_reimport_updates_rows_in_place() {
     let (store, _guard) = seeded_store().await;
     let ids = |products: &[Product]| -> Vec<(String, Vec<String>)> {

@@ -33,6 +33,8 @@ pub struct AppInner {
     pub limiter: Arc<dyn RateLimiter>,
     pub rates: Rates,
     pub audit: AuditSink,
+    /// This node's in-memory catalog search index.
+    pub search: crate::search::SearchEngine,
     pub config: Config,
 }
 
@@ -64,6 +66,10 @@ impl App {
         };
         App(Arc::new(AppInner {
             audit: AuditSink::spawn(store.clone()),
+            search: crate::search::SearchEngine::new(
+                store.clone(),
+                crate::search::embedder_from_config(&config),
+            ),
             store,
             secret,
             keys: KeyCache::default(),

@@ -40,6 +40,11 @@ pub struct Config {
     /// `public_url` is always accepted as well.
     #[serde(deserialize_with = "string_or_list")]
     pub mcp_allowed_hosts: Vec<String>,
+    /// The semantic layer of search: `off` (default) or `ngram` (built-in hashed character
+    /// trigrams; no model file). See `search::embed` for plugging a model.
+    pub search_embedder: String,
+    /// Share of the semantic score in the blended relevance, 0 to 1 (when an embedder is on).
+    pub search_semantic_weight: f64,
 }
 
 impl Default for Config {
@@ -57,6 +62,8 @@ impl Default for Config {
             rate_limit_feedback: "10/60".into(),
             rate_limit_anon: "60/60".into(),
             mcp_allowed_hosts: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
+            search_embedder: "off".into(),
+            search_semantic_weight: 0.3,
         }
     }
 }
@@ -182,6 +189,18 @@ impl Config {
             && secret.len() < 32
         {
             return Err(ConfigError("secret_key: must be at least 32 characters".into()));
+        }
+        if !matches!(self.search_embedder.as_str(), "off" | "ngram") {
+            return Err(ConfigError(format!(
+                "search_embedder = {:?}: expected off or ngram",
+                self.search_embedder
+            )));
+        }
+        if !(0.0..=1.0).contains(&self.search_semantic_weight) {
+            return Err(ConfigError(format!(
+                "search_semantic_weight = {}: expected a number from 0 to 1",
+                self.search_semantic_weight
+            )));
         }
         if self.mcp_allowed_hosts.is_empty() {
             return Err(ConfigError(

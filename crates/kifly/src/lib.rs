@@ -3,7 +3,8 @@
 //!
 //! Layout: `service` holds what Kifly does (shared by REST, MCP and the CLI); `http` is the REST
 //! front end and the router every front end is mounted on; `mcp` the MCP front end; `app` the shared
-//! context; `auth`, `rate_limit` and `idempotency` the cross-cutting contracts; `server` runs it all;
+//! context; `auth`, `rate_limit` and `idempotency` the cross-cutting contracts; `search` the
+//! in-memory multilingual catalog index; `server` runs it all;
 //! `cli` is the `kifly` command. Domain rules live in `kifly-core`, persistence in `kifly-store`.
 
 pub mod app;
@@ -17,5 +18,6 @@ pub mod idempotency;
 pub mod mcp;
 pub mod rate_limit;
 pub mod rate_limit_redis;
+pub mod search;
 pub mod server;
 pub mod service;

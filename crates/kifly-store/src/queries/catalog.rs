@@ -157,6 +157,30 @@ pub(super) async fn get_variant(pool: &DbPool, variant_id: &str) -> StoreResult<
     .transpose()
 }
 
+pub(super) async fn catalog_version(pool: &DbPool) -> StoreResult<CatalogVersion> {
+    // One round trip; the same SQL on both backends (the CASTs keep PostgreSQL's SUM, a NUMERIC,
+    // an integer).
+    let row = sqlx::query(
+        "SELECT
+           (SELECT COUNT(*) FROM sellers), (SELECT COUNT(*) FROM products), (SELECT COUNT(*) FROM variants),
+           (SELECT CAST(COALESCE(MAX(updated_at), 0) AS BIGINT) FROM sellers),
+           (SELECT CAST(COALESCE(MAX(updated_at), 0) AS BIGINT) FROM products),
+           (SELECT CAST(COALESCE(MAX(updated_at), 0) AS BIGINT) FROM variants),
+           (SELECT CAST(COALESCE(SUM(updated_at % 1000003), 0) AS BIGINT) FROM sellers),
+           (SELECT CAST(COALESCE(SUM(updated_at % 1000003), 0) AS BIGINT) FROM products),
+           (SELECT CAST(COALESCE(SUM(updated_at % 1000003), 0) AS BIGINT) FROM variants)",
+    )
+    .fetch_one(pool)
+    .await
+    .map_err(map_err)?;
+    let get = |i: usize| -> StoreResult<i64> { row.try_get::<i64, _>(i).map_err(map_err) };
+    Ok(CatalogVersion {
+        rows: [get(0)?, get(1)?, get(2)?],
+        max_updated_at: [get(3)?, get(4)?, get(5)?],
+        checksum: [get(6)?, get(7)?, get(8)?],
+    })
+}
+
 /// Upserts a validated file inside the caller's transaction.
 pub(super) async fn import(conn: &mut Conn, file: &CatalogFile, now: i64) -> StoreResult<ImportSummary> {
     let mut summary = ImportSummary::default();

@@ -70,6 +70,10 @@ impl Store for BackendStore {
         super::catalog::get_variant(self.reader(), variant_id).await
     }
 
+    async fn catalog_version(&self) -> StoreResult<CatalogVersion> {
+        super::catalog::catalog_version(self.reader()).await
+    }
+
     async fn create_api_key(&self, key: &NewApiKey, now: i64) -> StoreResult<ApiKey> {
         super::keys::create(self.writer(), self.reader(), key, now).await
     }

@@ -1,15 +1,12 @@
 //! Sellers and the product listing (`search_products`), rendered as a schema.org JSON-LD `ItemList`
 //! with the `kifly:*` fields agents rely on.
 //!
-//! Matching here is deliberately simple (accent- and case-folded token overlap with prefix matching,
-//! weighted by field); a proper multilingual search engine replaces [`score`] without changing the
-//! output contract.
-
-use std::collections::BTreeMap;
+//! Matching and ranking are the search engine's ([`crate::search`]): this module applies the
+//! similarity floor, paging and filters, and renders the contract.
 
 use kifly_core::money::cents_to_decimal;
 use kifly_core::scope::Scope;
-use kifly_store::{Product, ProductFilter, Seller, Variant};
+use kifly_store::{Product, Seller, Variant};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use utoipa::{IntoParams, ToSchema};
@@ -17,13 +14,16 @@ use utoipa::{IntoParams, ToSchema};
 use crate::app::App;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
+use crate::search::{Hit, Index, SearchQuery};
 
 /// Cities listed in a seller record inside search results; `get_seller` lists them all.
 pub const CITY_CAP_IN_RESULTS: usize = 25;
 const MAX_VARIANTS_SHOWN: usize = 20;
 const MAX_IMAGES_SHOWN: usize = 2;
-/// Results scoring under this are not matches.
-const RELEVANCE_FLOOR: f64 = 0.15;
+/// Results scoring under this are not matches (they may still be offered as suggestions).
+pub const RELEVANCE_FLOOR: f64 = 0.2;
+/// Suggestions offered when nothing matched.
+const SUGGESTIONS: usize = 3;
 pub const DEFAULT_LIMIT: i64 = 10;
 pub const MAX_LIMIT: i64 = 50;
 
@@ -117,39 +117,20 @@ pub async fn search_products(app: &App, caller: &Caller, params: SearchParams) -
     };
     let scope_seller_id = scope_seller.as_ref().map(|s| s.id.clone());
     let seller_scoped_key = caller.seller_id().is_some();
-    let catalog_size =
-        app.store.count_products(if seller_scoped_key { caller.seller_id() } else { None }).await?;
-    let filter = ProductFilter {
-        seller_id: scope_seller_id.clone(),
-        category: params.category.clone().filter(|c| !c.trim().is_empty()),
-    };
-    let products = app.store.list_products(&filter).await?;
-
-    let mut ranked: Vec<(f64, &Product)> = match q {
-        None => products.iter().map(|p| (1.0, p)).collect(),
-        Some(q) => {
-            let query = tokens(q);
-            let mut scored: Vec<(f64, &Product)> = products
-                .iter()
-                .map(|p| (score(&query, p), p))
-                .filter(|(s, _)| *s >= RELEVANCE_FLOOR)
-                .collect();
-            // Stable sort: equal scores keep catalog order, so paging is deterministic.
-            scored.sort_by(|a, b| b.0.total_cmp(&a.0));
-            scored
-        }
-    };
-    let matched = ranked.len();
-    let page: Vec<(f64, &Product)> = ranked.drain(..).skip(offset as usize).take(limit as usize).collect();
-
-    let sellers: BTreeMap<String, Seller> = app
-        .store
-        .list_sellers()
-        .await?
-        .into_iter()
-        .filter(|s| page.iter().any(|(_, p)| p.seller_id == s.id) || Some(&s.id) == scope_seller_id.as_ref())
-        .map(|s| (s.id.clone(), s))
-        .collect();
+    // One snapshot of the catalog answers the whole request, so counts, matches and suggestions agree.
+    let index = app.search.index().await?;
+    let catalog_size = index
+        .browse(&SearchQuery {
+            seller_id: if seller_scoped_key { caller.seller_id() } else { None },
+            ..SearchQuery::default()
+        })
+        .len();
+    let category = params.category.as_deref().map(str::trim).filter(|c| !c.is_empty());
+    let query = SearchQuery { text: q, seller_id: scope_seller_id.as_deref(), category };
+    let hits = index.search(&query);
+    let floor = if q.is_some() { RELEVANCE_FLOOR as f32 } else { 0.0 };
+    let matched = hits.iter().take_while(|h| h.score >= floor).count();
+    let page: Vec<Hit> = hits[..matched].iter().skip(offset as usize).take(limit as usize).copied().collect();
 
     let mut list = Map::new();
     list.insert(
@@ -165,18 +146,21 @@ pub async fn search_products(app: &App, caller: &Caller, params: SearchParams) -
     if let Some(q) = q {
         list.insert("kifly:query".into(), json!(q));
     }
-    let items: Vec<Value> =
-        page.iter().map(|(score, p)| product_item(p, sellers.get(&p.seller_id), *score)).collect();
-    list.insert("itemListElement".into(), Value::Array(items));
+    let item = |hit: &Hit| {
+        let p = &index.products[hit.doc];
+        product_item(p, index.sellers.get(&p.seller_id), f64::from(hit.score))
+    };
+    list.insert("itemListElement".into(), Value::Array(page.iter().map(item).collect()));
 
     if seller_scoped_key {
         if let Some(seller) = &scope_seller {
             list.insert("kifly:seller".into(), json!(seller_record(seller, CITY_CAP_IN_RESULTS)));
         }
     } else {
-        let map: Map<String, Value> = sellers
+        let map: Map<String, Value> = index
+            .sellers
             .values()
-            .filter(|s| page.iter().any(|(_, p)| p.seller_id == s.id))
+            .filter(|s| page.iter().any(|h| index.products[h.doc].seller_id == s.id))
             .map(|s| (s.handle.clone(), json!(seller_record(s, CITY_CAP_IN_RESULTS))))
             .collect();
         list.insert("kifly:sellers".into(), Value::Object(map));
@@ -186,15 +170,8 @@ pub async fn search_products(app: &App, caller: &Caller, params: SearchParams) -
         let (reason, suggestions) = if catalog_size == 0 {
             ("empty_catalog", Vec::new())
         } else {
-            let browse = app
-                .store
-                .list_products(&ProductFilter { seller_id: filter.seller_id.clone(), category: None })
-                .await?;
-            let all_sellers: BTreeMap<String, Seller> =
-                app.store.list_sellers().await?.into_iter().map(|s| (s.id.clone(), s)).collect();
-            let suggestions =
-                browse.iter().take(3).map(|p| product_item(p, all_sellers.get(&p.seller_id), 0.0)).collect();
-            ("no_matches_for_query", suggestions)
+            let suggestions = suggestions(&index, &query, &hits);
+            ("no_matches_for_query", suggestions.iter().map(item).collect())
         };
         list.insert("kifly:emptyReason".into(), json!(reason));
         list.insert("kifly:suggestions".into(), Value::Array(suggestions));
@@ -203,6 +180,45 @@ pub async fn search_products(app: &App, caller: &Caller, params: SearchParams) -
     }
     app.audit.record(super::audit(caller, "catalog.search", None));
     Ok(Value::Object(list))
+}
+
+/// What to show when nothing matched: the closest sub-floor hits (partial matches, with their low
+/// scores), then products of their categories, then one product per category of the seller's (or
+/// whole) catalog — related where anything is, never presented as a match.
+fn suggestions(index: &Index, query: &SearchQuery<'_>, hits: &[Hit]) -> Vec<Hit> {
+    let mut out: Vec<Hit> = hits.iter().filter(|h| h.score > 0.0).take(SUGGESTIONS).copied().collect();
+    if out.len() < SUGGESTIONS && query.category.is_some() {
+        // The category filter may be what excluded everything: look for partial matches outside it.
+        let wider = index.search(&SearchQuery { category: None, ..query.clone() });
+        for hit in wider {
+            if out.len() == SUGGESTIONS {
+                break;
+            }
+            if !out.iter().any(|o| o.doc == hit.doc) {
+                out.push(Hit { score: hit.score.min(RELEVANCE_FLOOR as f32 / 2.0), ..hit });
+            }
+        }
+    }
+    let browse = index.browse(&SearchQuery { text: None, category: None, ..query.clone() });
+    let categories: Vec<&str> =
+        out.iter().map(|h| index.products[h.doc].category.as_str()).collect::<Vec<_>>();
+    let same_category = browse.iter().filter(|&&d| categories.contains(&index.products[d].category.as_str()));
+    let mut seen_categories: Vec<&str> = Vec::new();
+    let one_per_category = browse.iter().filter(|&&d| {
+        let c = index.products[d].category.as_str();
+        let new = !seen_categories.contains(&c);
+        seen_categories.push(c);
+        new
+    });
+    for &doc in same_category.chain(one_per_category) {
+        if out.len() == SUGGESTIONS {
+            break;
+        }
+        if !out.iter().any(|o| o.doc == doc) {
+            out.push(Hit { doc, score: 0.0 });
+        }
+    }
+    out
 }
 
 fn in_stock(v: &Variant) -> bool {
@@ -267,58 +283,4 @@ fn product_item(p: &Product, seller: Option<&Seller>, score: f64) -> Value {
         }
     }
     Value::Object(item)
-}
-
-/// Lower-cases, strips common Latin accents and splits on anything that is not a letter or digit.
-pub fn tokens(text: &str) -> Vec<String> {
-    let folded: String = text
-        .chars()
-        .flat_map(char::to_lowercase)
-        .map(|c| match c {
-            'à' | 'á' | 'â' | 'ã' | 'ä' | 'å' => 'a',
-            'ç' => 'c',
-            'è' | 'é' | 'ê' | 'ë' => 'e',
-            'ì' | 'í' | 'î' | 'ï' => 'i',
-            'ñ' => 'n',
-            'ò' | 'ó' | 'ô' | 'õ' | 'ö' => 'o',
-            'ù' | 'ú' | 'û' | 'ü' => 'u',
-            'ß' => 's',
-            c if c.is_alphanumeric() => c,
-            _ => ' ',
-        })
-        .collect();
-    folded.split_whitespace().map(str::to_string).collect()
-}
-
-fn token_matches(query: &str, doc: &str) -> bool {
-    query == doc
-        || (query.chars().count() >= 3 && doc.starts_with(query))
-        || (doc.chars().count() >= 4 && query.starts_with(doc))
-}
-
-/// Share of query tokens found in the product, weighted by where (title 1.0, brand/category 0.7,
-/// description/variants 0.5).
-fn score(query: &[String], p: &Product) -> f64 {
-    if query.is_empty() {
-        return 0.0;
-    }
-    let title = tokens(&p.title);
-    let tags = tokens(&format!("{} {}", p.brand, p.category));
-    let variant_text: String = p.variants.iter().map(|v| format!("{} {} ", v.name, v.sku)).collect();
-    let body = tokens(&format!("{} {}", p.description, variant_text));
-    let total: f64 = query
-        .iter()
-        .map(|q| {
-            if title.iter().any(|d| token_matches(q, d)) {
-                1.0
-            } else if tags.iter().any(|d| token_matches(q, d)) {
-                0.7
-            } else if body.iter().any(|d| token_matches(q, d)) {
-                0.5
-            } else {
-                0.0
-            }
-        })
-        .sum();
-    total / query.len() as f64
 }

@@ -16,3 +16,4 @@ mod mcp;
 mod openapi;
 mod ops;
 mod rate_limits;
+mod search;

@@ -1,0 +1,228 @@
+//! Text analysis shared by indexing and querying: Unicode folding, tokenisation, multilingual
+//! stemming, stopwords and the curated synonym table.
+//!
+//! Documents and queries go through exactly the same steps, so whatever the folding does (or fails to
+//! do) it does on both sides.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use rust_stemmers::{Algorithm, Stemmer};
+use unicode_normalization::UnicodeNormalization;
+use unicode_normalization::char::is_combining_mark;
+
+/// Tokens longer than this are cut (nothing in a product title is longer; it bounds the work a
+/// hostile query can cause).
+pub const MAX_TOKEN_CHARS: usize = 40;
+/// Tokens shorter than this are not stemmed (stemmers mangle short words and abbreviations).
+const MIN_STEM_CHARS: usize = 4;
+
+/// The languages every token is stemmed in. Products mix languages inside one description, so rather
+/// than guessing a language per field, each token is stemmed by all six stemmers and every distinct
+/// stem is indexed; a query token matches a document token when they share any stem.
+const LANGUAGES: [Algorithm; 6] = [
+    Algorithm::English,
+    Algorithm::Spanish,
+    Algorithm::French,
+    Algorithm::German,
+    Algorithm::Portuguese,
+    Algorithm::Italian,
+];
+
+fn stemmers() -> &'static [Stemmer] {
+    static STEMMERS: OnceLock<Vec<Stemmer>> = OnceLock::new();
+    STEMMERS.get_or_init(|| LANGUAGES.iter().map(|&lang| Stemmer::create(lang)).collect())
+}
+
+/// Lower-cases, decomposes (NFKD) and drops combining marks, so `Vétiver`, `VETIVER` and `vetiver`
+/// are one word, `ﬁ` becomes `fi` and full-width digits become ASCII. A few letters that do not
+/// decompose are spelled out (`ß` → `ss`, `æ` → `ae`, `ø` → `o`, …).
+pub fn fold(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.nfkd() {
+        if is_combining_mark(c) {
+            continue;
+        }
+        for lower in c.to_lowercase() {
+            match lower {
+                'ß' => out.push_str("ss"),
+                'æ' => out.push_str("ae"),
+                'œ' => out.push_str("oe"),
+                'ø' => out.push('o'),
+                'ł' => out.push('l'),
+                'đ' | 'ð' => out.push('d'),
+                'þ' => out.push_str("th"),
+                'ı' => out.push('i'),
+                other => out.push(other),
+            }
+        }
+    }
+    out
+}
+
+/// Folds `text` and splits it into words: runs of letters and digits (any script). Single letters
+/// are dropped (they are initials, elisions like `d'` or unit suffixes); single digits are kept.
+pub fn tokenize(text: &str) -> Vec<String> {
+    fold(text)
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|t| !t.is_empty())
+        .filter(|t| t.chars().count() > 1 || t.chars().all(|c| c.is_ascii_digit()))
+        .map(|t| {
+            if t.chars().count() > MAX_TOKEN_CHARS {
+                t.chars().take(MAX_TOKEN_CHARS).collect()
+            } else {
+                t.to_string()
+            }
+        })
+        .collect()
+}
+
+/// The distinct stems of a folded token in the six languages, the token itself excluded. Tokens with
+/// digits and short tokens have none.
+pub fn stems(token: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    if token.chars().count() < MIN_STEM_CHARS || token.chars().any(|c| c.is_ascii_digit()) {
+        return out;
+    }
+    for stemmer in stemmers() {
+        let stem = stemmer.stem(token);
+        if stem.len() >= 2 && stem != token && !out.iter().any(|s| s == stem.as_ref()) {
+            out.push(stem.into_owned());
+        }
+    }
+    out
+}
+
+/// The curated word lists (see `lexicon/`): stopwords and synonym groups.
+pub struct Lexicon {
+    stopwords: std::collections::HashSet<String>,
+    /// Each group: folded single words that mean the same across the six languages.
+    pub groups: Vec<Vec<String>>,
+    /// Folded word or stem of any group member → the groups it belongs to.
+    by_key: HashMap<String, Vec<u32>>,
+}
+
+impl Lexicon {
+    /// The built-in lexicon, parsed once.
+    pub fn builtin() -> &'static Lexicon {
+        static LEXICON: OnceLock<Lexicon> = OnceLock::new();
+        LEXICON.get_or_init(|| {
+            Lexicon::parse(include_str!("lexicon/stopwords.txt"), include_str!("lexicon/synonyms.txt"))
+        })
+    }
+
+    /// Parses the two data files: `#` starts a comment; stopwords are whitespace-separated; a synonym
+    /// group is one line of comma-separated words (multi-word entries are ignored).
+    pub fn parse(stopwords: &str, synonyms: &str) -> Lexicon {
+        let strip = |line: &str| line.split('#').next().unwrap_or_default().to_string();
+        let stopwords = stopwords.lines().flat_map(|l| tokenize(&strip(l))).collect();
+        let mut groups: Vec<Vec<String>> = Vec::new();
+        let mut by_key: HashMap<String, Vec<u32>> = HashMap::new();
+        for line in synonyms.lines() {
+            let mut group: Vec<String> = Vec::new();
+            for entry in strip(line).split(',') {
+                let words = tokenize(entry);
+                if let [word] = words.as_slice()
+                    && !group.contains(word)
+                {
+                    group.push(word.clone());
+                }
+            }
+            if group.len() < 2 {
+                continue;
+            }
+            let id = groups.len() as u32;
+            for word in &group {
+                for key in std::iter::once(word.clone()).chain(stems(word)) {
+                    let ids = by_key.entry(key).or_default();
+                    if !ids.contains(&id) {
+                        ids.push(id);
+                    }
+                }
+            }
+            groups.push(group);
+        }
+        Lexicon { stopwords, groups, by_key }
+    }
+
+    pub fn is_stopword(&self, token: &str) -> bool {
+        self.stopwords.contains(token)
+    }
+
+    /// Synonym groups a folded token (or one of its stems) belongs to.
+    pub fn groups_of(&self, token: &str, token_stems: &[String]) -> Vec<u32> {
+        let mut out: Vec<u32> = Vec::new();
+        for key in std::iter::once(token).chain(token_stems.iter().map(String::as_str)) {
+            for &id in self.by_key.get(key).map(Vec::as_slice).unwrap_or_default() {
+                if !out.contains(&id) {
+                    out.push(id);
+                }
+            }
+        }
+        out
+    }
+
+    /// Every word in the synonym table (typo correction also targets these).
+    pub fn words(&self) -> impl Iterator<Item = &String> {
+        self.groups.iter().flatten()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folding_removes_case_and_accents_in_every_latin_language() {
+        assert_eq!(fold("Vétiver d'Automne"), "vetiver d'automne");
+        assert_eq!(fold("FÜLLFEDERHALTER Großer"), "fullfederhalter grosser");
+        assert_eq!(
+            fold("Algodão orgânico, sábanas, Faïence, CAFÉ"),
+            "algodao organico, sabanas, faience, cafe"
+        );
+        assert_eq!(fold("ﬁne ５０ml"), "fine 50ml");
+        assert_eq!(fold("Œuvre Ærø"), "oeuvre aero");
+    }
+
+    #[test]
+    fn tokenize_splits_on_anything_but_letters_and_digits() {
+        assert_eq!(tokenize("Roll-Top Dry Bag (420D)"), ["roll", "top", "dry", "bag", "420d"]);
+        assert_eq!(tokenize("d'Automne — 15°F / -9°C"), ["automne", "15", "9"]);
+        assert_eq!(tokenize("🙂🙂 !!! \u{0}\u{7}"), Vec::<String>::new());
+        assert_eq!(tokenize("日本 чашка"), ["日本", "чашка"]);
+        let long = "a".repeat(5000);
+        assert_eq!(tokenize(&long)[0].chars().count(), MAX_TOKEN_CHARS);
+    }
+
+    #[test]
+    fn stems_bring_inflections_of_each_language_together() {
+        let shared = |a: &str, b: &str| {
+            let (sa, sb) = (stems(a), stems(b));
+            let (sa, sb): (Vec<&str>, Vec<&str>) = (
+                std::iter::once(a).chain(sa.iter().map(String::as_str)).collect(),
+                std::iter::once(b).chain(sb.iter().map(String::as_str)).collect(),
+            );
+            sa.iter().any(|s| sb.contains(s))
+        };
+        assert!(shared("jackets", "jacket"), "en");
+        assert!(shared("running", "runner") || shared("running", "run"), "en");
+        assert!(shared("toallas", "toalla"), "es");
+        assert!(shared("bougies", "bougie"), "fr");
+        assert!(shared("sabanas", "sabana"), "es folded");
+        assert!(shared("tassen", "tasse"), "de");
+        assert!(shared("toalhas", "toalha"), "pt");
+        assert!(shared("tazzine", "tazzina"), "it");
+        assert!(stems("x50").is_empty() && stems("bag").is_empty());
+    }
+
+    #[test]
+    fn the_builtin_lexicon_parses_and_groups_translations() {
+        let lexicon = Lexicon::builtin();
+        assert!(lexicon.groups.len() >= 30);
+        assert!(lexicon.is_stopword("the") && lexicon.is_stopword("para") && lexicon.is_stopword("und"));
+        let jacket = lexicon.groups_of("chaqueta", &stems("chaqueta"));
+        assert!(!jacket.is_empty());
+        assert!(lexicon.groups[jacket[0] as usize].iter().any(|w| w == "jacket"));
+        assert!(!lexicon.groups_of("chaquetas", &stems("chaquetas")).is_empty(), "plural via stem");
+    }
+}
