@@ -133,6 +133,23 @@ pub trait StoreTx: Send {
     /// Bumps the cart's version and `updated_at` after any change to it.
     async fn touch_cart(&mut self, cart_id: &str, now: i64) -> StoreResult<()>;
     async fn insert_audit(&mut self, entry: &AuditEntry) -> StoreResult<()>;
+    // Reads inside the transaction. A write operation must read through its transaction, never
+    // through the store: on PostgreSQL, taking a second pooled connection while this one holds locks
+    // that other pooled connections wait on can starve the pool.
+    async fn get_seller(&mut self, id: &str) -> StoreResult<Option<Seller>>;
+    async fn get_seller_by_handle(&mut self, handle: &str) -> StoreResult<Option<Seller>>;
+    async fn get_variant(&mut self, variant_id: &str) -> StoreResult<Option<VariantRef>>;
+    async fn get_limits(&mut self) -> StoreResult<PlatformLimits>;
+    /// Claims an idempotency scope inside this transaction, so the claim commits (or vanishes) with
+    /// the business write. Concurrent claims of the same scope wait for this transaction and then see
+    /// its outcome. Same outcomes as [`Store::claim_idempotency`].
+    async fn claim_idempotency(
+        &mut self,
+        scope: &IdempotencyScope,
+        fingerprint: &str,
+        now: i64,
+        lease_ms: i64,
+    ) -> StoreResult<ClaimOutcome>;
     /// Stores the final response for a claim. Fails with [`StoreError::Conflict`] if the claim was lost
     /// (its lease expired and another request took it over), so the caller must not commit.
     async fn complete_idempotency(

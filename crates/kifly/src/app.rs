@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kifly_core::limits::PlatformLimits;
-use kifly_store::{AuditEntry, Store};
+use kifly_store::{AuditEntry, Seller, Store};
 use tokio::sync::mpsc;
 
 use crate::auth::KeyCache;
@@ -30,6 +30,7 @@ pub struct AppInner {
     pub secret: String,
     pub keys: KeyCache,
     pub limits: LimitsCache,
+    pub sellers: SellerCache,
     pub limiter: Arc<dyn RateLimiter>,
     pub rates: Rates,
     pub audit: AuditSink,
@@ -74,6 +75,7 @@ impl App {
             secret,
             keys: KeyCache::default(),
             limits: LimitsCache::default(),
+            sellers: SellerCache::default(),
             limiter,
             rates,
             config,
@@ -83,6 +85,15 @@ impl App {
     /// The platform limits, from a short-lived cache.
     pub async fn platform_limits(&self) -> Result<PlatformLimits, ApiError> {
         self.limits.get(&self.store).await
+    }
+
+    /// A seller by id, from a short-lived cache of all sellers (catalog imports reach it within 2 s).
+    pub async fn seller(&self, id: &str) -> Result<Option<Seller>, ApiError> {
+        if let Some(seller) = self.sellers.all(&self.store).await?.iter().find(|s| s.id == id) {
+            return Ok(Some(seller.clone()));
+        }
+        // Not cached yet (imported within the last 2 s): ask the database.
+        Ok(self.store.get_seller(id).await?)
     }
 }
 
@@ -155,6 +166,29 @@ impl LimitsCache {
             *guard = Some((Instant::now(), limits));
         }
         Ok(limits)
+    }
+}
+
+/// Every seller, cached for [`LIMITS_TTL`]: carts render their seller on every read, and sellers are
+/// few and change only through catalog imports.
+#[derive(Default)]
+pub struct SellerCache {
+    cached: Mutex<Option<(Instant, Arc<Vec<Seller>>)>>,
+}
+
+impl SellerCache {
+    pub async fn all(&self, store: &Arc<dyn Store>) -> Result<Arc<Vec<Seller>>, ApiError> {
+        if let Ok(guard) = self.cached.lock()
+            && let Some((at, sellers)) = guard.as_ref()
+            && at.elapsed() < LIMITS_TTL
+        {
+            return Ok(sellers.clone());
+        }
+        let sellers = Arc::new(store.list_sellers().await?);
+        if let Ok(mut guard) = self.cached.lock() {
+            *guard = Some((Instant::now(), sellers.clone()));
+        }
+        Ok(sellers)
     }
 }
 

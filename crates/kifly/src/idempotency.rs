@@ -2,21 +2,23 @@
 //!
 //! A request is scoped by (token, method, path, key) and fingerprinted by the SHA-256 of its canonical
 //! JSON body (object keys sorted, no insignificant whitespace; array order and null-vs-absent count).
-//! The flow:
+//! Two ways to run an operation exactly once:
 //!
-//! 1. **Claim** the scope in its own short transaction: a new scope gets an in-flight marker with a
-//!    lease; a finished one with the same fingerprint is replayed byte for byte (`Idempotent-Replayed:
-//!    true`); a different fingerprint is `409 idempotency_conflict`; a live in-flight marker is
-//!    `409 idempotency_in_progress` with `Retry-After: 1`.
-//! 2. **Run** the operation inside a write transaction.
-//! 3. **Finish**: a final outcome (2xx, or a deterministic 400/403/404/409/422) is stored *in the same
-//!    transaction* as the business write, then committed. So a crash after commit still replays, and a
-//!    crash before commit leaves no business write and only an in-flight marker that expires with its
-//!    lease. Outcomes that a retry may change (402 challenges, 409 `cart_locked`, 429, 5xx) release
-//!    the claim instead, so the retry runs again.
+//! - [`run_once`], for operations that only touch the database (every cart change): the claim, the
+//!   business write and the stored outcome share **one transaction**. A finished scope with the same
+//!   fingerprint is replayed byte for byte (`Idempotent-Replayed: true`); a different fingerprint is
+//!   `409 idempotency_conflict`. A concurrent request with the same key waits for the first one's
+//!   transaction (the single SQLite writer, or PostgreSQL's unique index) and then replays it. A crash
+//!   before commit leaves nothing; after commit, the retry replays.
+//! - [`run_once_leased`], for operations that call another service while they run (payments): the
+//!   claim commits first as an in-flight marker with a lease, so the provider call happens outside any
+//!   database transaction. Meanwhile a retry gets `409 idempotency_in_progress` with `Retry-After: 1`;
+//!   if the request crashes, its retry takes the key over once the lease has run out, and the stalled
+//!   request can no longer store its outcome (its transaction is rolled back): only one ever commits.
 //!
-//! If a request outlives its lease and another request takes the key over, the first one's store of
-//! its outcome fails and its transaction is rolled back: only one of them ever commits.
+//! Either way, final outcomes (2xx, and deterministic 400/403/404/409/422) are stored with the
+//! business write; outcomes a retry may change (402 challenges, 409 `cart_locked`, 429, 5xx) are not,
+//! so the retry runs again.
 //!
 //! [`run_once`] is the core shared by both front ends: REST routes reach it through the
 //! [`Idempotent`] extractor (scope = key id, HTTP method, path, `Idempotency-Key`), MCP tools with
@@ -170,8 +172,10 @@ impl Idempotent {
             Ok(Outcome { error: Some(e), .. }) => e.into_response(),
             Ok(outcome) => {
                 let replayed = outcome.replayed;
-                let mut response =
-                    stored_to_response(StoredResponse { status: outcome.status.as_u16(), body: outcome.body });
+                let mut response = stored_to_response(StoredResponse {
+                    status: outcome.status.as_u16(),
+                    body: outcome.body,
+                });
                 if replayed {
                     response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
                 }
@@ -186,7 +190,51 @@ impl Idempotent {
 /// at most once and returns its stored outcome, or the earlier outcome when the key was already used
 /// with the same `fingerprint`. `Err` is an answer that is not stored (conflict, in progress, or an
 /// outcome a retry may change), so the same key may be retried.
+///
+/// The claim, the operation and the stored outcome share one transaction: a concurrent request with
+/// the same key waits for it and then replays its outcome, and a crash leaves nothing behind. This is
+/// for operations that only touch the database; operations that call out to another service while
+/// they run (payments) use [`run_once_leased`], whose claim commits first and holds the key with a
+/// lease.
 pub async fn run_once<F>(
+    app: &App,
+    scope: IdempotencyScope,
+    fingerprint: &str,
+    body: Value,
+    op: F,
+) -> ApiResult<Outcome>
+where
+    F: for<'a> FnOnce(&'a mut dyn StoreTx, Value) -> TxFuture<'a>,
+{
+    let mut tx = app.store.begin_write().await?;
+    let claim = match tx.claim_idempotency(&scope, fingerprint, now_ms(), LEASE_MS).await? {
+        ClaimOutcome::Claimed(claim) => claim,
+        other => return settled(other),
+    };
+    match op(tx.as_mut(), body).await {
+        Ok((status, value)) => {
+            let body = serde_json::to_vec(&value).map_err(|_| ApiError::internal(None))?;
+            finish(tx, &claim, status, body, None).await
+        }
+        Err(e) if is_storable(e.status, Some(e.code)) => {
+            // Nothing of the failed operation may be kept: store the error in a fresh transaction.
+            drop(tx);
+            let mut tx = app.store.begin_write().await?;
+            let claim = match tx.claim_idempotency(&scope, fingerprint, now_ms(), LEASE_MS).await? {
+                ClaimOutcome::Claimed(claim) => claim,
+                other => return settled(other),
+            };
+            finish(tx, &claim, e.status, e.body_bytes(), Some(e)).await
+        }
+        // Not final: roll back (the claim goes with it) so a retry runs again.
+        Err(e) => Err(e),
+    }
+}
+
+/// Like [`run_once`], but the claim commits on its own before `op` runs and holds the key with a
+/// lease ([`LEASE_MS`]): meanwhile, a retry gets `idempotency_in_progress`; after a crash, a retry
+/// takes the key over once the lease has run out.
+pub async fn run_once_leased<F>(
     app: &App,
     scope: IdempotencyScope,
     fingerprint: &str,
@@ -198,13 +246,7 @@ where
 {
     let claim = match app.store.claim_idempotency(&scope, fingerprint, now_ms(), LEASE_MS).await? {
         ClaimOutcome::Claimed(claim) => claim,
-        ClaimOutcome::Replay(stored) => {
-            metrics::counter!("kifly_idempotent_replays_total").increment(1);
-            let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
-            return Ok(Outcome { status, body: stored.body, replayed: true, error: None });
-        }
-        ClaimOutcome::Conflict => return Err(ApiError::idempotency_conflict()),
-        ClaimOutcome::InProgress => return Err(ApiError::idempotency_in_progress()),
+        other => return settled(other),
     };
     let outcome = execute(app, &claim, body, op).await;
     if outcome.is_err() {
@@ -214,6 +256,37 @@ where
         }
     }
     outcome
+}
+
+/// The answer for a scope that was not claimed: a replay, or a conflict / in-progress error.
+fn settled(outcome: ClaimOutcome) -> ApiResult<Outcome> {
+    match outcome {
+        ClaimOutcome::Replay(stored) => {
+            metrics::counter!("kifly_idempotent_replays_total").increment(1);
+            let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+            Ok(Outcome { status, body: stored.body, replayed: true, error: None })
+        }
+        ClaimOutcome::Conflict => Err(ApiError::idempotency_conflict()),
+        ClaimOutcome::InProgress | ClaimOutcome::Claimed(_) => Err(ApiError::idempotency_in_progress()),
+    }
+}
+
+/// Stores the outcome under the claim in `tx` and commits.
+async fn finish(
+    mut tx: Box<dyn StoreTx>,
+    claim: &IdempotencyClaim,
+    status: StatusCode,
+    body: Vec<u8>,
+    error: Option<ApiError>,
+) -> ApiResult<Outcome> {
+    let stored = StoredResponse { status: status.as_u16(), body };
+    match tx.complete_idempotency(claim, &stored, now_ms()).await {
+        Ok(()) => {}
+        Err(StoreError::Conflict(_)) => return Err(ApiError::idempotency_in_progress()),
+        Err(e) => return Err(e.into()),
+    }
+    tx.commit().await?;
+    Ok(Outcome { status, body: stored.body, replayed: false, error })
 }
 
 /// Runs `op` in one write transaction without an idempotency record (MCP tools called without an
@@ -233,29 +306,20 @@ async fn execute<F>(app: &App, claim: &IdempotencyClaim, body: Value, op: F) -> 
 where
     F: for<'a> FnOnce(&'a mut dyn StoreTx, Value) -> TxFuture<'a>,
 {
-    let mut tx = app.store.begin_write().await?;
-    let (status, bytes, error) = match op(tx.as_mut(), body).await {
+    let tx = app.store.begin_write().await?;
+    let mut tx = tx;
+    match op(tx.as_mut(), body).await {
         Ok((status, value)) => {
-            (status, serde_json::to_vec(&value).map_err(|_| ApiError::internal(None))?, None)
+            let body = serde_json::to_vec(&value).map_err(|_| ApiError::internal(None))?;
+            finish(tx, claim, status, body, None).await
         }
-        Err(e) => {
-            if !is_storable(e.status, Some(e.code)) {
-                return Err(e);
-            }
-            // Nothing of the failed operation may be kept: store the error in a fresh transaction.
+        Err(e) if is_storable(e.status, Some(e.code)) => {
             drop(tx);
-            tx = app.store.begin_write().await?;
-            (e.status, e.body_bytes(), Some(e))
+            let tx = app.store.begin_write().await?;
+            finish(tx, claim, e.status, e.body_bytes(), Some(e)).await
         }
-    };
-    let stored = StoredResponse { status: status.as_u16(), body: bytes };
-    match tx.complete_idempotency(claim, &stored, now_ms()).await {
-        Ok(()) => {}
-        Err(StoreError::Conflict(_)) => return Err(ApiError::idempotency_in_progress()),
-        Err(e) => return Err(e.into()),
+        Err(e) => Err(e),
     }
-    tx.commit().await?;
-    Ok(Outcome { status, body: stored.body, replayed: false, error })
 }
 
 #[cfg(test)]

@@ -32,7 +32,12 @@ fn seller_from_row(row: &DbRow) -> StoreResult<Seller> {
     })
 }
 
-pub(super) async fn seller_by(pool: &DbPool, column: &str, value: &str) -> StoreResult<Option<Seller>> {
+/// Works on the pool or inside a transaction (any executor).
+pub(super) async fn seller_by<'e>(
+    pool: impl sqlx::Executor<'e, Database = super::Db>,
+    column: &str,
+    value: &str,
+) -> StoreResult<Option<Seller>> {
     let sql = match column {
         "id" => {
             "SELECT id, handle, name, description, storefront_url, tier, delivery_fee_cents, coverage, created_at, updated_at FROM sellers WHERE id = $1"
@@ -138,7 +143,10 @@ pub(super) async fn list_categories(pool: &DbPool, seller_id: Option<&str>) -> S
     .map_err(map_err)
 }
 
-pub(super) async fn get_variant(pool: &DbPool, variant_id: &str) -> StoreResult<Option<VariantRef>> {
+pub(super) async fn get_variant<'e>(
+    pool: impl sqlx::Executor<'e, Database = super::Db>,
+    variant_id: &str,
+) -> StoreResult<Option<VariantRef>> {
     let row = sqlx::query(
         "SELECT v.id, v.product_id, v.sku, v.name, v.options, v.price_cents, v.inventory, p.title, p.seller_id
          FROM variants v JOIN products p ON p.id = v.product_id WHERE v.id = $1",

@@ -7,7 +7,9 @@ use super::{Conn, DbPool, map_err};
 use crate::model::*;
 use crate::{StoreError, StoreResult};
 
-pub(super) async fn get_limits(pool: &DbPool) -> StoreResult<PlatformLimits> {
+pub(super) async fn get_limits<'e>(
+    pool: impl sqlx::Executor<'e, Database = super::Db>,
+) -> StoreResult<PlatformLimits> {
     let row = sqlx::query("SELECT max_item_quantity, max_cart_total_cents FROM platform_limits WHERE id = 1")
         .fetch_one(pool)
         .await
@@ -169,6 +171,25 @@ pub(super) async fn insert_audit(conn: &mut Conn, entry: &AuditEntry) -> StoreRe
     .execute(conn)
     .await
     .map_err(map_err)?;
+    Ok(())
+}
+
+pub(super) async fn insert_audit_rows(pool: &DbPool, entries: &[AuditEntry]) -> StoreResult<()> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let mut insert = sqlx::QueryBuilder::<super::Db>::new(
+        "INSERT INTO audit_log (id, api_key_id, action, resource_id, metadata, created_at) ",
+    );
+    insert.push_values(entries, |mut row, entry| {
+        row.push_bind(&entry.id)
+            .push_bind(&entry.api_key_id)
+            .push_bind(&entry.action)
+            .push_bind(&entry.resource_id)
+            .push_bind(&entry.metadata)
+            .push_bind(entry.created_at);
+    });
+    insert.build().execute(pool).await.map_err(map_err)?;
     Ok(())
 }
 

@@ -30,12 +30,12 @@ use crate::service::parse_body;
     security(("bearer" = []), ("api_key" = []))
 )]
 pub async fn create_cart(State(app): State<App>, caller: Caller, request: Idempotent) -> Response {
-    let (a, c) = (app.clone(), caller.clone());
+    let c = caller.clone();
     request
         .run(&app, &caller, move |tx, body| {
             Box::pin(async move {
                 let input: CreateCartInput = parse_body(body)?;
-                Ok((StatusCode::CREATED, json!(carts::create_cart(&a, tx, &c, input).await?)))
+                Ok((StatusCode::CREATED, json!(carts::create_cart(tx, &c, input).await?)))
             })
         })
         .await
@@ -82,12 +82,12 @@ pub async fn add_item(
     Path(cart_id): Path<String>,
     request: Idempotent,
 ) -> Response {
-    let (a, c) = (app.clone(), caller.clone());
+    let c = caller.clone();
     request
         .run(&app, &caller, move |tx, body| {
             Box::pin(async move {
                 let input: AddItemInput = parse_body(body)?;
-                Ok((StatusCode::OK, json!(carts::add_item(&a, tx, &c, &cart_id, input).await?)))
+                Ok((StatusCode::OK, json!(carts::add_item(tx, &c, &cart_id, input).await?)))
             })
         })
         .await
@@ -115,12 +115,12 @@ pub async fn update_item(
     Path((cart_id, item_id)): Path<(String, String)>,
     request: Idempotent,
 ) -> Response {
-    let (a, c) = (app.clone(), caller.clone());
+    let c = caller.clone();
     request
         .run(&app, &caller, move |tx, body| {
             Box::pin(async move {
                 let input: UpdateItemInput = parse_body(body)?;
-                Ok((StatusCode::OK, json!(carts::update_item(&a, tx, &c, &cart_id, &item_id, input).await?)))
+                Ok((StatusCode::OK, json!(carts::update_item(tx, &c, &cart_id, &item_id, input).await?)))
             })
         })
         .await
@@ -146,11 +146,11 @@ pub async fn remove_item(
     Path((cart_id, item_id)): Path<(String, String)>,
     request: Idempotent,
 ) -> Response {
-    let (a, c) = (app.clone(), caller.clone());
+    let c = caller.clone();
     request
         .run(&app, &caller, move |tx, _body| {
             Box::pin(async move {
-                Ok((StatusCode::OK, json!(carts::remove_item(&a, tx, &c, &cart_id, &item_id).await?)))
+                Ok((StatusCode::OK, json!(carts::remove_item(tx, &c, &cart_id, &item_id).await?)))
             })
         })
         .await
@@ -178,11 +178,11 @@ pub async fn set_shipping_address(
     Path(cart_id): Path<String>,
     request: Idempotent,
 ) -> Response {
-    let (a, c) = (app.clone(), caller.clone());
+    let c = caller.clone();
     request
         .run(&app, &caller, move |tx, body| {
             Box::pin(async move {
-                Ok((StatusCode::OK, json!(carts::set_shipping_address(&a, tx, &c, &cart_id, body).await?)))
+                Ok((StatusCode::OK, json!(carts::set_shipping_address(tx, &c, &cart_id, body).await?)))
             })
         })
         .await

@@ -98,35 +98,35 @@ Ask the buyer for the address; never invent one. Next: checkout. Needs checkout:
 }
 
 pub async fn create_cart(app: &App, caller: &Caller, args: Value) -> Reply {
-    let (a, c) = (app.clone(), caller.clone());
+    let c = caller.clone();
     write(app, caller, "create_cart", args, move |tx, body| {
         Box::pin(async move {
             let input: CreateCartInput = parse(body)?;
-            Ok((StatusCode::OK, json!(service::create_cart(&a, tx, &c, input).await?)))
+            Ok((StatusCode::OK, json!(service::create_cart(tx, &c, input).await?)))
         })
     })
     .await
 }
 
 pub async fn add_to_cart(app: &App, caller: &Caller, args: Value) -> Reply {
-    let (a, c) = (app.clone(), caller.clone());
+    let c = caller.clone();
     let cart = arg(&args, "cart_id").to_string();
     write(app, caller, "add_to_cart", args, move |tx, body| {
         Box::pin(async move {
             let input: AddItemInput = parse(without(&body, &["cart_id"]))?;
-            Ok((StatusCode::OK, json!(service::add_item(&a, tx, &c, &cart, input).await?)))
+            Ok((StatusCode::OK, json!(service::add_item(tx, &c, &cart, input).await?)))
         })
     })
     .await
 }
 
 pub async fn update_cart_item(app: &App, caller: &Caller, args: Value) -> Reply {
-    let (a, c) = (app.clone(), caller.clone());
+    let c = caller.clone();
     let (cart, item) = (arg(&args, "cart_id").to_string(), arg(&args, "item_id").to_string());
     write(app, caller, "update_cart_item", args, move |tx, body| {
         Box::pin(async move {
             let input: UpdateItemInput = parse(without(&body, &["cart_id", "item_id"]))?;
-            Ok((StatusCode::OK, json!(service::update_item(&a, tx, &c, &cart, &item, input).await?)))
+            Ok((StatusCode::OK, json!(service::update_item(tx, &c, &cart, &item, input).await?)))
         })
     })
     .await
@@ -137,12 +137,12 @@ pub async fn get_cart(app: &App, caller: &Caller, args: Value) -> Reply {
 }
 
 pub async fn set_shipping_address(app: &App, caller: &Caller, args: Value) -> Reply {
-    let (a, c) = (app.clone(), caller.clone());
+    let c = caller.clone();
     let cart = arg(&args, "cart_id").to_string();
     write(app, caller, "set_shipping_address", args, move |tx, body| {
         Box::pin(async move {
             let address = without(&body, &["cart_id"]);
-            Ok((StatusCode::OK, json!(service::set_shipping_address(&a, tx, &c, &cart, address).await?)))
+            Ok((StatusCode::OK, json!(service::set_shipping_address(tx, &c, &cart, address).await?)))
         })
     })
     .await

@@ -134,11 +134,13 @@ pub fn cart_view(cart: &Cart, seller: &Seller) -> CartView {
     }
 }
 
-async fn seller_of(app: &App, cart: &Cart) -> ApiResult<Seller> {
-    app.store
-        .get_seller(&cart.seller_id)
-        .await?
-        .ok_or_else(|| kifly_store::StoreError::Other(format!("cart {} has no seller", cart.id)).into())
+fn sellerless(cart: &Cart) -> ApiError {
+    kifly_store::StoreError::Other(format!("cart {} has no seller", cart.id)).into()
+}
+
+/// The cart's seller, read inside the transaction (see [`StoreTx`] on why writes never use the pool).
+async fn seller_in_tx(tx: &mut dyn StoreTx, cart: &Cart) -> ApiResult<Seller> {
+    tx.get_seller(&cart.seller_id).await?.ok_or_else(|| sellerless(cart))
 }
 
 /// A cart that exists *and belongs to the caller*; anything else is `cart_not_found`.
@@ -161,7 +163,6 @@ async fn open_cart(tx: &mut dyn StoreTx, caller: &Caller, cart_id: &str) -> ApiR
 
 /// Bumps the cart version, writes the audit row and renders the fresh cart.
 async fn finish_change(
-    app: &App,
     tx: &mut dyn StoreTx,
     caller: &Caller,
     cart_id: &str,
@@ -170,19 +171,18 @@ async fn finish_change(
     tx.touch_cart(cart_id, now_ms()).await?;
     tx.insert_audit(&super::audit(caller, action, Some(cart_id))).await?;
     let cart = owned(tx.get_cart(cart_id).await?, caller, cart_id)?;
-    let seller = seller_of(app, &cart).await?;
+    let seller = seller_in_tx(tx, &cart).await?;
     Ok(cart_view(&cart, &seller))
 }
 
 pub async fn create_cart(
-    app: &App,
     tx: &mut dyn StoreTx,
     caller: &Caller,
     input: CreateCartInput,
 ) -> ApiResult<CartView> {
     caller.require(Scope::CheckoutWrite)?;
     let seller = match caller.seller_id() {
-        Some(own) => app.store.get_seller(own).await?.ok_or_else(|| ApiError::seller_not_found(own))?,
+        Some(own) => tx.get_seller(own).await?.ok_or_else(|| ApiError::seller_not_found(own))?,
         None => {
             let handle = input.seller_handle.as_deref().map(str::trim).filter(|h| !h.is_empty()).ok_or_else(|| {
                 ApiError::invalid_request(
@@ -190,7 +190,8 @@ pub async fn create_cart(
                     "seller_handle is required for network API keys (take it from kifly:seller in search results)",
                 )
             })?;
-            super::catalog::visible_seller(app, caller, handle).await?
+            // A network key sees every seller.
+            tx.get_seller_by_handle(handle).await?.ok_or_else(|| ApiError::seller_not_found(handle))?
         }
     };
     let id = new_id(IdKind::Cart);
@@ -209,13 +210,12 @@ pub async fn get_cart(app: &App, caller: &Caller, cart_id: &str) -> ApiResult<Ca
         return Err(ApiError::cart_not_found(cart_id));
     }
     let cart = owned(app.store.get_cart(cart_id).await?, caller, cart_id)?;
-    let seller = seller_of(app, &cart).await?;
+    let seller = app.seller(&cart.seller_id).await?.ok_or_else(|| sellerless(&cart))?;
     app.audit.record(super::audit(caller, "cart.get", Some(cart_id)));
     Ok(cart_view(&cart, &seller))
 }
 
 pub async fn add_item(
-    app: &App,
     tx: &mut dyn StoreTx,
     caller: &Caller,
     cart_id: &str,
@@ -226,8 +226,7 @@ pub async fn add_item(
         return Err(ApiError::validation("quantity", "must be at least 1"));
     }
     let cart = open_cart(tx, caller, cart_id).await?;
-    let variant = app
-        .store
+    let variant = tx
         .get_variant(&input.variant_id)
         .await?
         .ok_or_else(|| ApiError::variant_not_found(&input.variant_id))?;
@@ -235,12 +234,11 @@ pub async fn add_item(
         if caller.seller_id().is_some() {
             return Err(ApiError::variant_not_found(&input.variant_id));
         }
-        let cart_seller = seller_of(app, &cart).await?;
-        let variant_seller =
-            app.store.get_seller(&variant.seller_id).await?.map(|s| s.handle).unwrap_or_default();
+        let cart_seller = seller_in_tx(tx, &cart).await?;
+        let variant_seller = tx.get_seller(&variant.seller_id).await?.map(|s| s.handle).unwrap_or_default();
         return Err(ApiError::seller_mismatch(&cart_seller.handle, &variant_seller));
     }
-    let limits = app.platform_limits().await?;
+    let limits = tx.get_limits().await?;
     let existing = cart.lines.iter().find(|l| l.variant_id == input.variant_id);
     let resulting = existing.map_or(0, |l| l.quantity).saturating_add(input.quantity);
     if resulting > limits.max_item_quantity {
@@ -259,11 +257,10 @@ pub async fn add_item(
             tx.insert_cart_line(&line, now).await?;
         }
     }
-    finish_change(app, tx, caller, cart_id, "cart.add_item").await
+    finish_change(tx, caller, cart_id, "cart.add_item").await
 }
 
 pub async fn update_item(
-    app: &App,
     tx: &mut dyn StoreTx,
     caller: &Caller,
     cart_id: &str,
@@ -280,17 +277,16 @@ pub async fn update_item(
     if input.quantity == 0 {
         tx.delete_cart_line(&line.item_id).await?;
     } else {
-        let limits = app.platform_limits().await?;
+        let limits = tx.get_limits().await?;
         if input.quantity > limits.max_item_quantity {
             return Err(ApiError::quantity_exceeds_limit(limits.max_item_quantity, input.quantity));
         }
         tx.set_cart_line_quantity(&line.item_id, input.quantity, now_ms()).await?;
     }
-    finish_change(app, tx, caller, cart_id, "cart.update_item").await
+    finish_change(tx, caller, cart_id, "cart.update_item").await
 }
 
 pub async fn remove_item(
-    app: &App,
     tx: &mut dyn StoreTx,
     caller: &Caller,
     cart_id: &str,
@@ -301,7 +297,7 @@ pub async fn remove_item(
     let line =
         cart.lines.iter().find(|l| l.item_id == item_id).ok_or_else(|| ApiError::item_not_found(item_id))?;
     tx.delete_cart_line(&line.item_id).await?;
-    finish_change(app, tx, caller, cart_id, "cart.remove_item").await
+    finish_change(tx, caller, cart_id, "cart.remove_item").await
 }
 
 /// Validates an address body: unknown fields and invalid values are `422 validation_error`; fields of
@@ -324,7 +320,6 @@ pub fn parse_address(body: Value) -> ApiResult<ShippingAddress> {
 }
 
 pub async fn set_shipping_address(
-    app: &App,
     tx: &mut dyn StoreTx,
     caller: &Caller,
     cart_id: &str,
@@ -334,5 +329,5 @@ pub async fn set_shipping_address(
     let cart = open_cart(tx, caller, cart_id).await?;
     let address = parse_address(body)?;
     tx.set_cart_shipping_address(&cart.id, &address, now_ms()).await?;
-    finish_change(app, tx, caller, cart_id, "cart.set_shipping_address").await
+    finish_change(tx, caller, cart_id, "cart.set_shipping_address").await
 }
