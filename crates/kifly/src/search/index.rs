@@ -14,7 +14,7 @@ use std::sync::Arc;
 use kifly_store::{Product, Seller};
 
 use super::embed::Embedder;
-use super::text::{Lexicon, stems, tokenize};
+use super::text::{Lexicon, PHRASE_JOINER, stems, tokenize};
 
 /// Where a word was found, and how much that says about the product.
 #[derive(Clone, Copy)]
@@ -272,9 +272,18 @@ impl Index {
         let category = q.category.map(str::to_lowercase);
         let n = self.docs.len();
         let mut words: Vec<String> = Vec::new();
-        for w in tokenize(text) {
-            if !self.lexicon.is_stopword(&w) && !words.contains(&w) {
-                words.push(w);
+        for w in self.lexicon.phrases(tokenize(text)) {
+            // A phrase from the lexicon counts as one word; its parts still count where the catalog
+            // knows them (so "sleeping bag" also matches "sleeping" and "bag" literally).
+            let parts: Vec<String> = if w.contains(PHRASE_JOINER) {
+                w.split(PHRASE_JOINER).filter(|p| self.surface.contains_key(*p)).map(String::from).collect()
+            } else {
+                Vec::new()
+            };
+            for w in std::iter::once(w).chain(parts) {
+                if !self.lexicon.is_stopword(&w) && !words.contains(&w) {
+                    words.push(w);
+                }
             }
             if words.len() == MAX_QUERY_WORDS {
                 break;
@@ -356,6 +365,33 @@ impl Index {
                 let sem = ((cosine - 0.3) / 0.7).clamp(0.0, 1.0);
                 let score = (1.0 - w) * lexical.get(&doc).copied().unwrap_or(0.0) + w * sem;
                 (score > 0.0).then_some(Hit { doc, score: score.clamp(0.0, 1.0) })
+            })
+            .collect()
+    }
+
+    /// How a query is understood: each word with the terms it expands to and their quality, and how
+    /// many products each term reaches. For operators tuning the lexicon (`kifly search explain`-style
+    /// tooling) and for tests.
+    pub fn explain(&self, text: &str) -> Vec<(String, Vec<(String, f32, usize)>)> {
+        let names: HashMap<u32, String> = self
+            .surface
+            .iter()
+            .map(|(k, &v)| (v, k.to_string()))
+            .chain(self.stem.iter().map(|(k, &v)| (v, format!("~{k}"))))
+            .collect();
+        self.lexicon
+            .phrases(tokenize(text))
+            .into_iter()
+            .filter(|w| !self.lexicon.is_stopword(w))
+            .map(|w| {
+                let terms = self
+                    .expand(&w)
+                    .into_iter()
+                    .map(|(id, q)| {
+                        (names.get(&id).cloned().unwrap_or_default(), q, self.postings[id as usize].len())
+                    })
+                    .collect();
+                (w, terms)
             })
             .collect()
     }

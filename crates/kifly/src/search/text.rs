@@ -93,6 +93,15 @@ pub fn stems(token: &str) -> Vec<String> {
     out
 }
 
+/// Joins the words of a multi-word lexicon entry into one key.
+pub const PHRASE_JOINER: &str = "_";
+/// Stems shorter than this do not link a word to a synonym group.
+const MIN_GROUP_STEM_CHARS: usize = 5;
+
+fn group_stems(word: &str) -> Vec<String> {
+    stems(word).into_iter().filter(|s| s.chars().count() >= MIN_GROUP_STEM_CHARS).collect()
+}
+
 /// The curated word lists (see `lexicon/`): stopwords and synonym groups.
 pub struct Lexicon {
     stopwords: std::collections::HashSet<String>,
@@ -121,11 +130,11 @@ impl Lexicon {
         for line in synonyms.lines() {
             let mut group: Vec<String> = Vec::new();
             for entry in strip(line).split(',') {
-                let words = tokenize(entry);
-                if let [word] = words.as_slice()
-                    && !group.contains(word)
-                {
-                    group.push(word.clone());
+                // A multi-word entry ("sac à dos") becomes one phrase key ("sac_dos"); see
+                // [`Lexicon::phrases`].
+                let word = tokenize(entry).join(PHRASE_JOINER);
+                if !word.is_empty() && !group.contains(&word) {
+                    group.push(word);
                 }
             }
             if group.len() < 2 {
@@ -133,7 +142,7 @@ impl Lexicon {
             }
             let id = groups.len() as u32;
             for word in &group {
-                for key in std::iter::once(word.clone()).chain(stems(word)) {
+                for key in std::iter::once(word.clone()).chain(group_stems(word)) {
                     let ids = by_key.entry(key).or_default();
                     if !ids.contains(&id) {
                         ids.push(id);
@@ -149,10 +158,44 @@ impl Lexicon {
         self.stopwords.contains(token)
     }
 
-    /// Synonym groups a folded token (or one of its stems) belongs to.
-    pub fn groups_of(&self, token: &str, token_stems: &[String]) -> Vec<u32> {
+    /// Joins adjacent query words that form a multi-word lexicon entry ("saco de dormir" →
+    /// `saco_dormir`), so the phrase is matched as one word. Single letters were already dropped by
+    /// the tokenizer; stopwords inside a phrase are part of it.
+    pub fn phrases(&self, words: Vec<String>) -> Vec<String> {
+        let mut out = Vec::with_capacity(words.len());
+        let mut i = 0;
+        'outer: while i < words.len() {
+            for len in [3, 2] {
+                if i + len <= words.len() {
+                    let joined = words[i..i + len].join(PHRASE_JOINER);
+                    if self.by_key.contains_key(&joined) {
+                        out.push(joined);
+                        i += len;
+                        continue 'outer;
+                    }
+                }
+            }
+            out.push(words[i].clone());
+            i += 1;
+        }
+        out
+    }
+
+    /// Synonym groups a folded token belongs to: by the word itself, its singular (a trailing `s` or
+    /// `es` dropped) or a long stem. Short stems are left out on purpose: fr "veste" and es "vestido"
+    /// share the stem "vest" but not a meaning.
+    pub fn groups_of(&self, token: &str, _token_stems: &[String]) -> Vec<u32> {
         let mut out: Vec<u32> = Vec::new();
-        for key in std::iter::once(token).chain(token_stems.iter().map(String::as_str)) {
+        let mut keys: Vec<String> = vec![token.to_string()];
+        for suffix in ["s", "es"] {
+            if let Some(singular) = token.strip_suffix(suffix)
+                && singular.chars().count() >= 3
+            {
+                keys.push(singular.to_string());
+            }
+        }
+        keys.extend(group_stems(token));
+        for key in keys.iter().map(String::as_str) {
             for &id in self.by_key.get(key).map(Vec::as_slice).unwrap_or_default() {
                 if !out.contains(&id) {
                     out.push(id);
@@ -224,5 +267,13 @@ mod tests {
         assert!(!jacket.is_empty());
         assert!(lexicon.groups[jacket[0] as usize].iter().any(|w| w == "jacket"));
         assert!(!lexicon.groups_of("chaquetas", &stems("chaquetas")).is_empty(), "plural via stem");
+        let veste = lexicon.groups_of("veste", &stems("veste"));
+        assert!(
+            veste.iter().all(|&g| !lexicon.groups[g as usize].iter().any(|w| w == "dress")),
+            "no short-stem links"
+        );
+        let words = |s: &str| s.split(' ').map(String::from).collect::<Vec<_>>();
+        assert_eq!(lexicon.phrases(words("sac dos rouge")), ["sac_dos", "rouge"]);
+        assert_eq!(lexicon.phrases(words("saco de dormir")), ["saco_de_dormir"]);
     }
 }
