@@ -57,7 +57,8 @@ pub fn display_prefix(key: &str) -> String {
 /// The authenticated agent behind a request.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    pub key: ApiKey,
+    /// Shared with the key cache: resolving a caller copies nothing.
+    pub key: Arc<ApiKey>,
 }
 
 impl Caller {
@@ -102,19 +103,23 @@ pub fn presented_key(headers: &HeaderMap) -> Option<String> {
 /// A short-lived cache of key lookups (including misses), so hot paths skip the database.
 #[derive(Default)]
 pub struct KeyCache {
-    entries: Mutex<HashMap<String, (Instant, Option<ApiKey>)>>,
+    entries: Mutex<HashMap<String, (Instant, Option<Arc<ApiKey>>)>>,
 }
 
 impl KeyCache {
     const MAX_ENTRIES: usize = 10_000;
 
-    pub async fn lookup(&self, store: &Arc<dyn Store>, key_hash: &str) -> Result<Option<ApiKey>, ApiError> {
+    pub async fn lookup(
+        &self,
+        store: &Arc<dyn Store>,
+        key_hash: &str,
+    ) -> Result<Option<Arc<ApiKey>>, ApiError> {
         if let Some((at, hit)) = self.entries.lock().map_err(|_| ApiError::internal(None))?.get(key_hash)
             && at.elapsed() < KEY_CACHE_TTL
         {
             return Ok(hit.clone());
         }
-        let found = store.find_api_key_by_hash(key_hash).await?;
+        let found = store.find_api_key_by_hash(key_hash).await?.map(Arc::new);
         let mut entries = self.entries.lock().map_err(|_| ApiError::internal(None))?;
         if entries.len() >= Self::MAX_ENTRIES {
             entries.retain(|_, (at, _)| at.elapsed() < KEY_CACHE_TTL);

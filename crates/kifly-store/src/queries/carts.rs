@@ -8,47 +8,63 @@ use super::{CART_FOR_UPDATE_SQL, Conn, QueryResult, json_err, map_err};
 use crate::model::*;
 use crate::{StoreError, StoreResult};
 
-/// The cart row, for plain reads.
-const CART_SQL: &str = "SELECT id, api_key_id, seller_id, status, shipping_address, version, order_id, created_at, updated_at FROM carts WHERE id = $1";
+/// A plain read: the cart and its lines in one round trip (one row per line, or one row with NULL
+/// line columns for an empty cart).
+const CART_WITH_LINES_SQL: &str = "SELECT c.id, c.api_key_id, c.seller_id, c.status, c.shipping_address, c.version, c.order_id, c.created_at, c.updated_at,
+       i.id AS item_id, i.variant_id, v.product_id, p.title, v.name AS variant_name, v.sku, v.price_cents, i.quantity, v.inventory
+FROM carts c
+LEFT JOIN cart_items i ON i.cart_id = c.id
+LEFT JOIN variants v ON v.id = i.variant_id
+LEFT JOIN products p ON p.id = v.product_id
+WHERE c.id = $1 ORDER BY i.created_at, i.id";
+
+const LINES_SQL: &str = "SELECT i.id AS item_id, i.variant_id, v.product_id, p.title, v.name AS variant_name, v.sku, v.price_cents, i.quantity, v.inventory
+FROM cart_items i JOIN variants v ON v.id = i.variant_id JOIN products p ON p.id = v.product_id
+WHERE i.cart_id = $1 ORDER BY i.created_at, i.id";
+
+fn line_from_row(r: &super::DbRow) -> StoreResult<CartLine> {
+    Ok(CartLine {
+        item_id: r.try_get("item_id").map_err(map_err)?,
+        variant_id: r.try_get("variant_id").map_err(map_err)?,
+        product_id: r.try_get("product_id").map_err(map_err)?,
+        product_title: r.try_get("title").map_err(map_err)?,
+        variant_name: r.try_get("variant_name").map_err(map_err)?,
+        sku: r.try_get("sku").map_err(map_err)?,
+        unit_price_cents: r.try_get("price_cents").map_err(map_err)?,
+        quantity: r.try_get("quantity").map_err(map_err)?,
+        inventory: r.try_get("inventory").map_err(map_err)?,
+    })
+}
 
 /// Reads a cart with its lines; `lock` takes a row lock for the rest of the transaction where the
 /// backend has them (PostgreSQL `FOR UPDATE`; SQLite's writer transaction is already exclusive).
 pub(super) async fn get(conn: &mut Conn, cart_id: &str, lock: bool) -> StoreResult<Option<Cart>> {
-    let Some(row) = sqlx::query(if lock { CART_FOR_UPDATE_SQL } else { CART_SQL })
-        .bind(cart_id)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(map_err)?
-    else {
-        return Ok(None);
+    let (row, lines) = if lock {
+        let Some(row) = sqlx::query(CART_FOR_UPDATE_SQL)
+            .bind(cart_id)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(map_err)?
+        else {
+            return Ok(None);
+        };
+        let lines = sqlx::query(LINES_SQL).bind(cart_id).fetch_all(&mut *conn).await.map_err(map_err)?;
+        (row, lines.iter().map(line_from_row).collect::<StoreResult<Vec<_>>>()?)
+    } else {
+        let mut rows =
+            sqlx::query(CART_WITH_LINES_SQL).bind(cart_id).fetch_all(&mut *conn).await.map_err(map_err)?;
+        let lines = rows
+            .iter()
+            .filter(|r| r.try_get::<Option<String>, _>("item_id").ok().flatten().is_some())
+            .map(line_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        (rows.swap_remove(0), lines)
     };
     let status: String = row.try_get("status").map_err(map_err)?;
     let address: Option<String> = row.try_get("shipping_address").map_err(map_err)?;
-    let line_rows = sqlx::query(
-        "SELECT i.id, i.variant_id, v.product_id, p.title, v.name, v.sku, v.price_cents, i.quantity, v.inventory
-         FROM cart_items i JOIN variants v ON v.id = i.variant_id JOIN products p ON p.id = v.product_id
-         WHERE i.cart_id = $1 ORDER BY i.created_at, i.id",
-    )
-    .bind(cart_id)
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(map_err)?;
-    let lines = line_rows
-        .iter()
-        .map(|r| {
-            Ok(CartLine {
-                item_id: r.try_get(0).map_err(map_err)?,
-                variant_id: r.try_get(1).map_err(map_err)?,
-                product_id: r.try_get(2).map_err(map_err)?,
-                product_title: r.try_get(3).map_err(map_err)?,
-                variant_name: r.try_get(4).map_err(map_err)?,
-                sku: r.try_get(5).map_err(map_err)?,
-                unit_price_cents: r.try_get(6).map_err(map_err)?,
-                quantity: r.try_get(7).map_err(map_err)?,
-                inventory: r.try_get(8).map_err(map_err)?,
-            })
-        })
-        .collect::<StoreResult<Vec<_>>>()?;
     Ok(Some(Cart {
         id: row.try_get("id").map_err(map_err)?,
         api_key_id: row.try_get("api_key_id").map_err(map_err)?,
