@@ -231,25 +231,34 @@ fn check_envelope(bytes: &Bytes) -> Result<bool, RpcError> {
             format!("Invalid params: params of {method} must be an object"),
         );
     }
-    match serde_json::from_slice::<ClientJsonRpcMessage>(bytes) {
-        Err(e) => return bad(usable_id, INVALID_PARAMS, format!("Invalid params for {method}: {e}")),
-        // rmcp reads a standard method whose params do not fit as an unknown custom method
-        // ("method not found"); the truth is bad params.
-        Ok(ClientJsonRpcMessage::Request(request))
-            if matches!(request.request, ClientRequest::CustomRequest(_))
-                && STANDARD_METHODS.contains(&method) =>
-        {
-            let params = message.get("params").cloned().unwrap_or(Value::Null);
-            let reason = match method {
-                "tools/call" => serde_json::from_value::<CallToolRequestParams>(params).err(),
-                "resources/read" => serde_json::from_value::<ReadResourceRequestParams>(params).err(),
-                "initialize" => serde_json::from_value::<InitializeRequestParams>(params).err(),
-                _ => None,
-            };
-            let reason = reason.map_or_else(|| "missing or mistyped fields".to_string(), |e| e.to_string());
-            return bad(usable_id, INVALID_PARAMS, format!("Invalid params for {method}: {reason}"));
+    // rmcp reads a standard method whose params do not fit as an unknown custom method ("method
+    // not found"); the truth is bad params. The hot methods are checked on their params alone (a
+    // struct parse), the rest through rmcp's whole message type (an untagged enum, much slower).
+    let params = || message.get("params").cloned().unwrap_or(Value::Null);
+    let reason = match method {
+        "tools/call" => {
+            serde_json::from_value::<CallToolRequestParams>(params()).err().map(|e| e.to_string())
         }
-        Ok(_) => {}
+        "resources/read" => {
+            serde_json::from_value::<ReadResourceRequestParams>(params()).err().map(|e| e.to_string())
+        }
+        "initialize" => {
+            serde_json::from_value::<InitializeRequestParams>(params()).err().map(|e| e.to_string())
+        }
+        "ping" | "tools/list" | "resources/list" => None,
+        _ => match serde_json::from_slice::<ClientJsonRpcMessage>(bytes) {
+            Err(e) => Some(e.to_string()),
+            Ok(ClientJsonRpcMessage::Request(request))
+                if matches!(request.request, ClientRequest::CustomRequest(_))
+                    && STANDARD_METHODS.contains(&method) =>
+            {
+                Some("missing or mistyped fields".to_string())
+            }
+            Ok(_) => None,
+        },
+    };
+    if let Some(reason) = reason {
+        return bad(usable_id, INVALID_PARAMS, format!("Invalid params for {method}: {reason}"));
     }
     Ok(method == "initialize" && id.is_some())
 }

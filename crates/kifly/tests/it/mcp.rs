@@ -805,6 +805,58 @@ async fn an_idempotency_key_makes_a_retry_replay_the_first_result() {
     s.fails("get_cart", json!({"cart_id": cart, "idempotency_key": "x"}), "invalid_request").await;
 }
 
+#[tokio::test]
+async fn a_call_still_running_with_the_key_answers_in_progress() {
+    let s = Server::start().await;
+    let hash = kifly::auth::hash_key(s.t.app.secret.as_bytes(), &s.t.network_key);
+    let key_id = s.t.store.find_api_key_by_hash(&hash).await.unwrap().unwrap().id;
+    // Another call with this key claimed the scope (key id, MCP, tool name) and has not finished.
+    let scope = kifly_store::IdempotencyScope {
+        principal: key_id,
+        method: "MCP".into(),
+        path: "create_cart".into(),
+        key: "held".into(),
+    };
+    let fingerprint = kifly::idempotency::fingerprint(&json!({"seller_handle": "trailhead-outfitters"}));
+    let claim =
+        s.t.store.claim_idempotency(&scope, &fingerprint, kifly::app::now_ms(), 60_000).await.unwrap();
+    assert!(matches!(claim, kifly_store::ClaimOutcome::Claimed(_)));
+    let args = json!({"seller_handle": "trailhead-outfitters", "idempotency_key": "held"});
+    s.fails("create_cart", args, "idempotency_in_progress").await;
+    // The REST route with the same key is another scope and runs.
+    s.t.write_with_key(
+        Method::POST,
+        "/api/agent/cart",
+        &s.t.network_key,
+        "held",
+        json!({"seller_handle": "trailhead-outfitters"}),
+    )
+    .await
+    .assert_ok(201);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_retries_with_one_key_create_one_cart() {
+    let s = std::sync::Arc::new(Server::with_config(|c| c.rate_limit_mcp = "off".into()).await);
+    let args = json!({"seller_handle": "casa-verde-home", "idempotency_key": "burst"});
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let (s, args) = (s.clone(), args.clone());
+        tasks.push(tokio::spawn(async move { s.call_as(&s.t.network_key, "create_cart", args).await }));
+    }
+    let mut carts = std::collections::HashSet::new();
+    for task in tasks {
+        let result = task.await.unwrap();
+        let content = &result["structuredContent"];
+        if result["isError"] == true {
+            assert_eq!(content["error"], "idempotency_in_progress", "{content}");
+        } else {
+            carts.insert(content["cart_id"].as_str().unwrap().to_string());
+        }
+    }
+    assert_eq!(carts.len(), 1, "every successful call saw the same single cart: {carts:?}");
+}
+
 // --- Tools not built yet ---------------------------------------------------------------------
 
 #[tokio::test]
