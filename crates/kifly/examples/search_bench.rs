@@ -215,6 +215,9 @@ fn catalog(n: usize) -> (Vec<Product>, Vec<Seller>) {
     (products, sellers)
 }
 
+/// The catalog service's similarity floor.
+const FLOOR: f32 = kifly::service::catalog::RELEVANCE_FLOOR as f32;
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
@@ -240,7 +243,7 @@ fn main() {
     for i in 0..queries {
         // Mixes clean words, a typo (dropped letter) and cross-language words.
         let mut words =
-            vec![rng.pick(ADJECTIVES).to_string(), rng.pick(NOUNS).to_string(), rng.pick(FILLER).to_string()];
+            [rng.pick(ADJECTIVES).to_string(), rng.pick(NOUNS).to_string(), rng.pick(FILLER).to_string()];
         if i % 4 == 0 {
             let w = &mut words[1];
             if w.chars().count() > 4 {
@@ -250,9 +253,9 @@ fn main() {
         }
         let text = words.join(" ");
         let started = Instant::now();
-        let hits = index.search(&SearchQuery { text: Some(&text), ..SearchQuery::default() });
+        let ranked = index.search(&SearchQuery { text: Some(&text), ..SearchQuery::default() }, FLOOR, 10);
         times.push(started.elapsed().as_secs_f64() * 1000.0);
-        hits_total += hits.len().min(10);
+        hits_total += ranked.top.len();
     }
     times.sort_by(f64::total_cmp);
     println!(

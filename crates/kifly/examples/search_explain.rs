@@ -22,7 +22,7 @@ async fn main() -> Result<(), String> {
                 terms.iter().take(12).map(|(t, q, n)| format!("{t}:{q:.2}/{n}")).collect();
             println!("  {word}: {}", shown.join(" "));
         }
-        for hit in index.search(&SearchQuery { text: Some(&q), ..SearchQuery::default() }).iter().take(5) {
+        for hit in index.search(&SearchQuery { text: Some(&q), ..SearchQuery::default() }, 0.0, 5).top {
             println!("  {:.3} {}", hit.score, index.products[hit.doc].handle);
         }
     }

@@ -44,11 +44,20 @@ const MAX_PREFIX_EXPANSIONS: usize = 24;
 const TYPO1_CHARS: usize = 4;
 const TYPO2_CHARS: usize = 8;
 
+/// A word occurrence while building: where and how often.
 #[derive(Clone, Copy)]
-struct Posting {
+struct RawPosting {
     doc: u32,
     field: u8,
     tf: u16,
+}
+
+/// A term in one document, with its query-independent weight precomputed: the best over fields of
+/// `field weight × BM25 saturation` (so a query only multiplies by the match quality).
+#[derive(Clone, Copy)]
+struct Posting {
+    doc: u32,
+    weight: f32,
 }
 
 struct DocMeta {
@@ -63,6 +72,24 @@ pub struct Hit {
     pub doc: usize,
     pub score: f32,
 }
+
+/// The outcome of [`Index::search`].
+#[derive(Debug, Default)]
+pub struct Ranked {
+    /// How many products reach the similarity floor.
+    pub matches: usize,
+    /// The best of them (as many as asked for), best first.
+    pub top: Vec<Hit>,
+    /// The best few products under the floor, best first.
+    pub near: Vec<Hit>,
+}
+
+/// One alternative of a query word in [`Index::explain`]: the term (`~` marks a stem), its
+/// quality, and how many products it reaches.
+pub type Expansion = (String, f32, usize);
+
+/// Sub-floor hits kept for suggestions.
+const NEAR_MISSES: usize = 3;
 
 /// A search over the index.
 #[derive(Debug, Default, Clone)]
@@ -94,7 +121,6 @@ pub struct Index {
     surface: HashMap<Box<str>, u32>,
     stem: HashMap<Box<str>, u32>,
     postings: Vec<Vec<Posting>>,
-    avg_len: [f32; FIELDS],
     /// Known words sorted, for prefix completion (only words present in documents).
     sorted_words: Vec<Box<str>>,
     /// Typo targets: document words and synonym-table words.
@@ -125,13 +151,13 @@ impl Index {
         let sellers: BTreeMap<String, Seller> = sellers.into_iter().map(|s| (s.id.clone(), s)).collect();
         let mut surface: HashMap<Box<str>, u32> = HashMap::new();
         let mut stem: HashMap<Box<str>, u32> = HashMap::new();
-        let mut postings: Vec<Vec<Posting>> = Vec::new();
+        let mut postings: Vec<Vec<RawPosting>> = Vec::new();
         let mut stem_cache: HashMap<String, Vec<String>> = HashMap::new();
         let mut docs = Vec::with_capacity(products.len());
         let mut total_len = [0f64; FIELDS];
 
         let term_id =
-            |map: &mut HashMap<Box<str>, u32>, postings: &mut Vec<Vec<Posting>>, key: &str| -> u32 {
+            |map: &mut HashMap<Box<str>, u32>, postings: &mut Vec<Vec<RawPosting>>, key: &str| -> u32 {
                 if let Some(&id) = map.get(key) {
                     return id;
                 }
@@ -183,13 +209,34 @@ impl Index {
                 let mut counts: Vec<(u32, u16)> = counts.into_iter().collect();
                 counts.sort_unstable();
                 for (id, tf) in counts {
-                    postings[id as usize].push(Posting { doc: doc as u32, field: field as u8, tf });
+                    postings[id as usize].push(RawPosting { doc: doc as u32, field: field as u8, tf });
                 }
             }
             docs.push(DocMeta { seller_id: p.seller_id.clone(), category: p.category.to_lowercase(), lens });
         }
         let n = products.len().max(1) as f64;
         let avg_len = total_len.map(|total| ((total / n) as f32).max(1.0));
+        let postings: Vec<Vec<Posting>> = postings
+            .into_iter()
+            .map(|raw| {
+                let mut out: Vec<Posting> = Vec::with_capacity(raw.len());
+                for r in raw {
+                    let field = r.field as usize;
+                    let len = f32::from(docs[r.doc as usize].lens[field]);
+                    let tf = f32::from(r.tf);
+                    let norm = 1.0 - B + B * len / avg_len[field];
+                    let saturation = (tf * (K1 + 1.0) / (tf + K1 * norm)).min(1.0);
+                    let weight = FIELD_WEIGHT[field] * saturation;
+                    // Raw postings come in document order, so one document's fields are adjacent.
+                    match out.last_mut() {
+                        Some(last) if last.doc == r.doc => last.weight = last.weight.max(weight),
+                        _ => out.push(Posting { doc: r.doc, weight }),
+                    }
+                }
+                out.shrink_to_fit();
+                out
+            })
+            .collect();
 
         let mut sorted_words: Vec<Box<str>> = surface.keys().cloned().collect();
         sorted_words.sort_unstable();
@@ -232,7 +279,6 @@ impl Index {
             surface,
             stem,
             postings,
-            avg_len,
             sorted_words,
             typo_words,
             deletes,
@@ -256,19 +302,50 @@ impl Index {
         q.seller_id.is_none_or(|s| meta.seller_id == s) && category.is_none_or(|c| meta.category == c)
     }
 
+    /// How many products a seller (or, with `None`, the whole catalog) has.
+    pub fn count(&self, seller_id: Option<&str>) -> usize {
+        match seller_id {
+            None => self.docs.len(),
+            Some(id) => self.docs.iter().filter(|d| d.seller_id == id).count(),
+        }
+    }
+
     /// Products under the query's filters, in catalog order.
     pub fn browse(&self, q: &SearchQuery<'_>) -> Vec<usize> {
         let category = q.category.map(str::to_lowercase);
         (0..self.docs.len()).filter(|&d| self.visible(d, q, category.as_deref())).collect()
     }
 
-    /// Every product under the filters with a score above zero, best first; equal scores keep
-    /// catalog order, so paging is deterministic. The caller applies the similarity floor (it also
-    /// wants the sub-floor hits, as suggestions).
-    pub fn search(&self, q: &SearchQuery<'_>) -> Vec<Hit> {
+    /// Ranks the products under the query's filters. `matches` counts those scoring at least
+    /// `floor`; `top` holds the best `k` of them, best first, equal scores in catalog order (so paging
+    /// is deterministic); `near` the best few under the floor (partial matches, for suggestions).
+    /// Browsing (no text) returns every product under the filters, in catalog order, scored 1.
+    pub fn search(&self, q: &SearchQuery<'_>, floor: f32, k: usize) -> Ranked {
         let Some(text) = q.text else {
-            return self.browse(q).into_iter().map(|doc| Hit { doc, score: 1.0 }).collect();
+            let all = self.browse(q);
+            let top = all.iter().take(k).map(|&doc| Hit { doc, score: 1.0 }).collect();
+            return Ranked { matches: all.len(), top, near: Vec::new() };
         };
+        let mut scored = self.score(text, q);
+        let order = |a: &Hit, b: &Hit| b.score.total_cmp(&a.score).then(a.doc.cmp(&b.doc));
+        let (mut above, mut below): (Vec<Hit>, Vec<Hit>) = scored.drain(..).partition(|h| h.score >= floor);
+        let matches = above.len();
+        let top_k = |hits: &mut Vec<Hit>, k: usize| {
+            if k == 0 {
+                hits.clear();
+            } else if hits.len() > k {
+                hits.select_nth_unstable_by(k - 1, order);
+                hits.truncate(k);
+            }
+            hits.sort_unstable_by(order);
+        };
+        top_k(&mut above, k);
+        top_k(&mut below, NEAR_MISSES);
+        Ranked { matches, top: above, near: below }
+    }
+
+    /// Every product under the filters with a score above zero, unordered.
+    fn score(&self, text: &str, q: &SearchQuery<'_>) -> Vec<Hit> {
         let category = q.category.map(str::to_lowercase);
         let n = self.docs.len();
         let mut words: Vec<String> = Vec::new();
@@ -285,7 +362,8 @@ impl Index {
                     words.push(w);
                 }
             }
-            if words.len() == MAX_QUERY_WORDS {
+            if words.len() >= MAX_QUERY_WORDS {
+                words.truncate(MAX_QUERY_WORDS);
                 break;
             }
         }
@@ -297,12 +375,7 @@ impl Index {
         for word in &words {
             for (term, quality) in self.expand(word) {
                 for p in &self.postings[term as usize] {
-                    let field = p.field as usize;
-                    let len = f32::from(self.docs[p.doc as usize].lens[field]);
-                    let tf = f32::from(p.tf);
-                    let norm = 1.0 - B + B * len / self.avg_len[field];
-                    let saturation = (tf * (K1 + 1.0) / (tf + K1 * norm)).min(1.0);
-                    let contribution = quality * FIELD_WEIGHT[field] * saturation;
+                    let contribution = quality * p.weight;
                     let slot = &mut best[p.doc as usize];
                     if *slot == 0.0 {
                         touched.push(p.doc);
@@ -339,7 +412,6 @@ impl Index {
         if let Some(semantic) = &self.semantic {
             hits = self.blend(semantic, text, q, category.as_deref(), hits);
         }
-        hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.doc.cmp(&b.doc)));
         hits
     }
 
@@ -372,7 +444,7 @@ impl Index {
     /// How a query is understood: each word with the terms it expands to and their quality, and how
     /// many products each term reaches. For operators tuning the lexicon (`kifly search explain`-style
     /// tooling) and for tests.
-    pub fn explain(&self, text: &str) -> Vec<(String, Vec<(String, f32, usize)>)> {
+    pub fn explain(&self, text: &str) -> Vec<(String, Vec<Expansion>)> {
         let names: HashMap<u32, String> = self
             .surface
             .iter()

@@ -41,7 +41,7 @@ use std::time::{Duration, Instant};
 use kifly_store::{CatalogVersion, ProductFilter, Store, StoreError};
 
 pub use embed::{Embedder, NgramEmbedder};
-pub use index::{Hit, Index, SearchQuery};
+pub use index::{Hit, Index, Ranked, SearchQuery};
 
 use crate::config::Config;
 

@@ -119,18 +119,13 @@ pub async fn search_products(app: &App, caller: &Caller, params: SearchParams) -
     let seller_scoped_key = caller.seller_id().is_some();
     // One snapshot of the catalog answers the whole request, so counts, matches and suggestions agree.
     let index = app.search.index().await?;
-    let catalog_size = index
-        .browse(&SearchQuery {
-            seller_id: if seller_scoped_key { caller.seller_id() } else { None },
-            ..SearchQuery::default()
-        })
-        .len();
+    let catalog_size = index.count(if seller_scoped_key { caller.seller_id() } else { None });
     let category = params.category.as_deref().map(str::trim).filter(|c| !c.is_empty());
     let query = SearchQuery { text: q, seller_id: scope_seller_id.as_deref(), category };
-    let hits = index.search(&query);
     let floor = if q.is_some() { RELEVANCE_FLOOR as f32 } else { 0.0 };
-    let matched = hits.iter().take_while(|h| h.score >= floor).count();
-    let page: Vec<Hit> = hits[..matched].iter().skip(offset as usize).take(limit as usize).copied().collect();
+    let ranked = index.search(&query, floor, (offset as usize).saturating_add(limit as usize));
+    let matched = ranked.matches;
+    let page: Vec<Hit> = ranked.top.iter().skip(offset as usize).copied().collect();
 
     let mut list = Map::new();
     list.insert(
@@ -170,7 +165,7 @@ pub async fn search_products(app: &App, caller: &Caller, params: SearchParams) -
         let (reason, suggestions) = if catalog_size == 0 {
             ("empty_catalog", Vec::new())
         } else {
-            let suggestions = suggestions(&index, &query, &hits);
+            let suggestions = suggestions(&index, &query, &ranked.near);
             ("no_matches_for_query", suggestions.iter().map(item).collect())
         };
         list.insert("kifly:emptyReason".into(), json!(reason));
@@ -185,12 +180,12 @@ pub async fn search_products(app: &App, caller: &Caller, params: SearchParams) -
 /// What to show when nothing matched: the closest sub-floor hits (partial matches, with their low
 /// scores), then products of their categories, then one product per category of the seller's (or
 /// whole) catalog — related where anything is, never presented as a match.
-fn suggestions(index: &Index, query: &SearchQuery<'_>, hits: &[Hit]) -> Vec<Hit> {
-    let mut out: Vec<Hit> = hits.iter().filter(|h| h.score > 0.0).take(SUGGESTIONS).copied().collect();
+fn suggestions(index: &Index, query: &SearchQuery<'_>, near: &[Hit]) -> Vec<Hit> {
+    let mut out: Vec<Hit> = near.iter().filter(|h| h.score > 0.0).take(SUGGESTIONS).copied().collect();
     if out.len() < SUGGESTIONS && query.category.is_some() {
         // The category filter may be what excluded everything: look for partial matches outside it.
-        let wider = index.search(&SearchQuery { category: None, ..query.clone() });
-        for hit in wider {
+        let wider = index.search(&SearchQuery { category: None, ..query.clone() }, 0.0, SUGGESTIONS);
+        for hit in wider.top {
             if out.len() == SUGGESTIONS {
                 break;
             }
