@@ -157,7 +157,8 @@ mod tests {
 
     #[test]
     fn rejects_bad_fields_by_name() {
-        let cases: Vec<(fn(&mut AddressInput), &str)> = vec![
+        type Case = (fn(&mut AddressInput), &'static str);
+        let cases: Vec<Case> = vec![
             (|a| a.name = None, "name"),
             (|a| a.region = Some("ZZ".into()), "region"),
             (|a| a.postal_code = Some("1234".into()), "postal_code"),

@@ -100,10 +100,13 @@ pub fn presented_key(headers: &HeaderMap) -> Option<String> {
     bearer.or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(|v| v.trim().to_string()))
 }
 
+/// A cached lookup: when it was made, and the key found (or not).
+type CachedLookup = (Instant, Option<Arc<ApiKey>>);
+
 /// A short-lived cache of key lookups (including misses), so hot paths skip the database.
 #[derive(Default)]
 pub struct KeyCache {
-    entries: Mutex<HashMap<String, (Instant, Option<Arc<ApiKey>>)>>,
+    entries: Mutex<HashMap<String, CachedLookup>>,
 }
 
 impl KeyCache {
