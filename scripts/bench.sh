@@ -23,7 +23,7 @@ cleanup() { kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -r
 trap cleanup EXIT
 
 wait_line() { # file pattern -> prints the matching line
-  for _ in $(seq 1 300); do
+  for _ in $(seq 1 1200); do # up to 120 s: seeding PostgreSQL on a busy machine is slow
     if grep -q "$2" "$1" 2>/dev/null; then grep -m1 "$2" "$1"; return 0; fi
     sleep 0.1
   done
