@@ -3,7 +3,7 @@
 # both measured by wrk on loopback in the same run.
 #
 #   scripts/bench.sh                 # SQLite (serve --demo)
-#   KIFLY_BENCH_DATABASE_URL=postgres://…/db KIFLY_BENCH_REDIS_URL=redis://… scripts/bench.sh
+#   BENCH_DATABASE_URL=postgres://…/db BENCH_REDIS_URL=redis://… scripts/bench.sh
 #
 # Reports requests/s and p50/p99 for: GET /hello (ceiling), GET /api/agent/cart/{id},
 # POST /api/agent/cart/{id}/items (unique Idempotency-Keys), each at full load, then the two Kifly
@@ -34,13 +34,13 @@ target/release/examples/hello 127.0.0.1:0 >"$WORK/hello.out" &
 HELLO=$(wait_line "$WORK/hello.out" "listening on" | awk '{print $NF}')
 
 export KIFLY_RATE_LIMIT_AGENT=off KIFLY_RATE_LIMIT_ANON=off KIFLY_LOG=warn
-if [ -n "${KIFLY_BENCH_DATABASE_URL:-}" ]; then
-  export KIFLY_DATABASE_URL=$KIFLY_BENCH_DATABASE_URL KIFLY_SECRET_KEY=bench-secret-0123456789abcdef0123456789
-  [ -n "${KIFLY_BENCH_REDIS_URL:-}" ] && export KIFLY_REDIS_URL=$KIFLY_BENCH_REDIS_URL
+if [ -n "${BENCH_DATABASE_URL:-}" ]; then
+  export KIFLY_DATABASE_URL=$BENCH_DATABASE_URL KIFLY_SECRET_KEY=bench-secret-0123456789abcdef0123456789
+  [ -n "${BENCH_REDIS_URL:-}" ] && export KIFLY_REDIS_URL=$BENCH_REDIS_URL
 fi
 "$BIN" --data-dir "$WORK/data" serve --demo --bind 127.0.0.1:0 >"$WORK/kifly.out" 2>"$WORK/kifly.err" &
 KIFLY_PID=$!
-URL=$(wait_line "$WORK/kifly.out" "kifly listening on" | awk '{print $NF}')
+URL=$(wait_line "$WORK/kifly.out" "kifly listening on" | awk '{print $NF}') || { cat "$WORK/kifly.err" >&2; exit 1; }
 KEY=$(grep -m1 "network key" "$WORK/kifly.out" | awk '{print $NF}' || true)
 if [ -z "$KEY" ]; then KEY=$("$BIN" --data-dir "$WORK/data" keys create --name bench --json | sed 's/.*"key":"\([^"]*\)".*/\1/'); fi
 "$BIN" --data-dir "$WORK/data" limits set max_item_quantity=100000000 >/dev/null
