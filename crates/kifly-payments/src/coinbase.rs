@@ -76,12 +76,7 @@ pub struct Money {
 impl Money {
     /// Converts cents to Commerce's decimal string exactly (`1234` → `"12.34"`).
     pub fn from_cents(cents: i64, currency: &str) -> Self {
-        let sign = if cents < 0 { "-" } else { "" };
-        let abs = cents.unsigned_abs();
-        Self {
-            amount: format!("{sign}{}.{:02}", abs / 100, abs % 100),
-            currency: currency.to_ascii_uppercase(),
-        }
+        Self { amount: kifly_core::money::cents_to_decimal(cents), currency: currency.to_ascii_uppercase() }
     }
 
     /// Back to cents, when the amount has at most two decimals.

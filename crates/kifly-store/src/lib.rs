@@ -45,6 +45,11 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// A JSON column that does not parse: the data is corrupt, whatever the backend.
+pub(crate) fn json_err(e: serde_json::Error) -> StoreError {
+    StoreError::Other(format!("corrupt JSON column: {e}"))
+}
+
 /// The persistence operations Kifly needs. Each method owns its own transaction unless it takes a
 /// [`StoreTx`].
 #[async_trait]

@@ -206,29 +206,7 @@ pub async fn run_once<F>(
 where
     F: for<'a> FnOnce(&'a mut dyn StoreTx, Value) -> TxFuture<'a>,
 {
-    let mut tx = app.store.begin_write().await?;
-    let claim = match tx.claim_idempotency(&scope, fingerprint, now_ms(), LEASE_MS).await? {
-        ClaimOutcome::Claimed(claim) => claim,
-        other => return settled(other),
-    };
-    match op(tx.as_mut(), body).await {
-        Ok((status, value)) => {
-            let body = serde_json::to_vec(&value).map_err(|_| ApiError::internal(None))?;
-            finish(tx, &claim, status, body, None).await
-        }
-        Err(e) if is_storable(e.status, Some(e.code)) => {
-            // Nothing of the failed operation may be kept: store the error in a fresh transaction.
-            drop(tx);
-            let mut tx = app.store.begin_write().await?;
-            let claim = match tx.claim_idempotency(&scope, fingerprint, now_ms(), LEASE_MS).await? {
-                ClaimOutcome::Claimed(claim) => claim,
-                other => return settled(other),
-            };
-            finish(tx, &claim, e.status, e.body_bytes(), Some(e)).await
-        }
-        // Not final: roll back (the claim goes with it) so a retry runs again.
-        Err(e) => Err(e),
-    }
+    execute(app, &Holding::InTransaction { scope: &scope, fingerprint }, body, op).await
 }
 
 /// Like [`run_once`], but the claim commits on its own before `op` runs and holds the key with a
@@ -248,7 +226,7 @@ where
         ClaimOutcome::Claimed(claim) => claim,
         other => return settled(other),
     };
-    let outcome = execute(app, &claim, body, op).await;
+    let outcome = execute(app, &Holding::Leased(&claim), body, op).await;
     if outcome.is_err() {
         // Best effort: if this fails too, the lease expires and a retry takes the key over.
         if let Err(e) = app.store.release_idempotency(&claim).await {
@@ -301,23 +279,56 @@ where
     Ok(result)
 }
 
-/// Runs the operation and stores its outcome with it; `Err` means "release the claim".
-async fn execute<F>(app: &App, claim: &IdempotencyClaim, body: Value, op: F) -> ApiResult<Outcome>
+/// How a run holds its idempotency scope.
+enum Holding<'a> {
+    /// Claimed inside each transaction that runs the operation or stores its outcome.
+    InTransaction { scope: &'a IdempotencyScope, fingerprint: &'a str },
+    /// Claimed beforehand, in a transaction of its own, with a lease.
+    Leased(&'a IdempotencyClaim),
+}
+
+impl Holding<'_> {
+    /// The claim to store the outcome under in `tx`, or the settled answer when the scope is taken.
+    async fn claim(&self, tx: &mut dyn StoreTx) -> ApiResult<Result<IdempotencyClaim, Outcome>> {
+        match self {
+            Holding::Leased(claim) => Ok(Ok((*claim).clone())),
+            Holding::InTransaction { scope, fingerprint } => {
+                match tx.claim_idempotency(scope, fingerprint, now_ms(), LEASE_MS).await? {
+                    ClaimOutcome::Claimed(claim) => Ok(Ok(claim)),
+                    other => settled(other).map(Err),
+                }
+            }
+        }
+    }
+}
+
+/// Runs the operation and stores its final outcome with it. `Err` is an answer that is not stored
+/// (the transaction is rolled back; a leased claim must then be released by the caller).
+async fn execute<F>(app: &App, holding: &Holding<'_>, body: Value, op: F) -> ApiResult<Outcome>
 where
     F: for<'a> FnOnce(&'a mut dyn StoreTx, Value) -> TxFuture<'a>,
 {
-    let tx = app.store.begin_write().await?;
-    let mut tx = tx;
+    let mut tx = app.store.begin_write().await?;
+    let claim = match holding.claim(tx.as_mut()).await? {
+        Ok(claim) => claim,
+        Err(settled) => return Ok(settled),
+    };
     match op(tx.as_mut(), body).await {
         Ok((status, value)) => {
             let body = serde_json::to_vec(&value).map_err(|_| ApiError::internal(None))?;
-            finish(tx, claim, status, body, None).await
+            finish(tx, &claim, status, body, None).await
         }
         Err(e) if is_storable(e.status, Some(e.code)) => {
+            // Nothing of the failed operation may be kept: store the error in a fresh transaction.
             drop(tx);
-            let tx = app.store.begin_write().await?;
-            finish(tx, claim, e.status, e.body_bytes(), Some(e)).await
+            let mut tx = app.store.begin_write().await?;
+            let claim = match holding.claim(tx.as_mut()).await? {
+                Ok(claim) => claim,
+                Err(settled) => return Ok(settled),
+            };
+            finish(tx, &claim, e.status, e.body_bytes(), Some(e)).await
         }
+        // Not final: roll back (an in-transaction claim goes with it) so a retry runs again.
         Err(e) => Err(e),
     }
 }

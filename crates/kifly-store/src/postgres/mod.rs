@@ -29,7 +29,7 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 
-use crate::{StoreError, StoreResult};
+use crate::{StoreError, StoreResult, json_err};
 
 type Db = Postgres;
 type DbPool = sqlx::PgPool;
@@ -112,8 +112,4 @@ fn map_err(e: sqlx::Error) -> StoreError {
         }
         _ => StoreError::Other(e.to_string()),
     }
-}
-
-fn json_err(e: serde_json::Error) -> StoreError {
-    StoreError::Other(format!("corrupt JSON column: {e}"))
 }

@@ -25,7 +25,7 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Sqlite, Transaction};
 
-use crate::{StoreError, StoreResult};
+use crate::{StoreError, StoreResult, json_err};
 
 type Db = Sqlite;
 type DbPool = sqlx::SqlitePool;
@@ -115,8 +115,4 @@ fn map_err(e: sqlx::Error) -> StoreError {
         }
         _ => StoreError::Other(e.to_string()),
     }
-}
-
-fn json_err(e: serde_json::Error) -> StoreError {
-    StoreError::Other(format!("corrupt JSON column: {e}"))
 }
