@@ -22,13 +22,7 @@ WORK=$(mktemp -d)
 cleanup() { kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 
-wait_line() { # file pattern -> prints the matching line
-  for _ in $(seq 1 1200); do # up to 120 s: seeding PostgreSQL on a busy machine is slow
-    if grep -q "$2" "$1" 2>/dev/null; then grep -m1 "$2" "$1"; return 0; fi
-    sleep 0.1
-  done
-  echo "timed out waiting for '$2' in $1" >&2; cat "$1" >&2; return 1
-}
+. scripts/lib.sh # wait_line
 
 target/release/examples/hello 127.0.0.1:0 >"$WORK/hello.out" &
 HELLO=$(wait_line "$WORK/hello.out" "listening on" | awk '{print $NF}')

@@ -23,13 +23,7 @@ SERVER_PID=
 cleanup() { [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$WORK"; }
 trap cleanup EXIT
 
-wait_line() { # file pattern -> prints the first matching line
-  for _ in $(seq 1 300); do
-    if grep -q "$2" "$1" 2>/dev/null; then grep -m1 "$2" "$1"; return 0; fi
-    sleep 0.1
-  done
-  echo "timed out waiting for '$2' in $1" >&2; cat "$1" >&2; return 1
-}
+. scripts/lib.sh # wait_line
 
 KIFLY_RATE_LIMIT_AGENT=off KIFLY_RATE_LIMIT_MCP=off KIFLY_RATE_LIMIT_ANON=off KIFLY_LOG=warn \
   target/release/kifly serve --demo --bind 127.0.0.1:0 --data-dir "$WORK/data" >"$WORK/server.out" 2>&1 &

@@ -46,13 +46,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-wait_line() { # file pattern -> prints the first matching line
-  for _ in $(seq 1 300); do
-    if grep -q "$2" "$1" 2>/dev/null; then grep -m1 "$2" "$1"; return 0; fi
-    sleep 0.1
-  done
-  echo "timed out waiting for '$2' in $1:" >&2; cat "$1" >&2; return 1
-}
+. scripts/lib.sh # wait_line
 
 # The suite opens many connections in a few seconds; rate limits are not what it tests.
 KIFLY_RATE_LIMIT_MCP=off KIFLY_LOG=warn target/debug/kifly serve --demo --bind 127.0.0.1:0 \
