@@ -24,6 +24,9 @@ pub struct TestApp {
     /// A key scoped to `trailhead-outfitters`, every scope.
     pub seller_key: String,
     pub dir: TempDir,
+    /// The client address requests come from: unique per app, so the per-IP anonymous bucket is
+    /// this test's own even when the limiter is shared (Redis) by tests running in parallel.
+    pub client_addr: std::net::SocketAddr,
     /// The PostgreSQL database of this test, when the suite runs on PostgreSQL.
     #[expect(dead_code, reason = "held for its Drop, which drops the database")]
     pub postgres: Option<TempPostgres>,
@@ -111,7 +114,9 @@ impl TestApp {
         let (network_key, seller_key) = (key_of("network key"), key_of("seller key"));
         let app = App::new(store.clone(), config, secret);
         let router = kifly::http::router(app.clone());
-        TestApp { app, router, store, network_key, seller_key, dir, postgres }
+        let [a, b, c, _] = ulid::Ulid::new().to_bytes()[10..14].try_into().expect("4 bytes");
+        let client_addr = std::net::SocketAddr::from(([127, a, b, c.max(1)], 40000));
+        TestApp { app, router, store, network_key, seller_key, dir, postgres, client_addr }
     }
 
     /// Creates another key.
@@ -147,7 +152,8 @@ impl TestApp {
         for (name, value) in headers {
             builder = builder.header(*name, *value);
         }
-        let request = builder.body(body.map(Body::from).unwrap_or_else(Body::empty)).expect("request");
+        let mut request = builder.body(body.map(Body::from).unwrap_or_else(Body::empty)).expect("request");
+        request.extensions_mut().insert(axum::extract::ConnectInfo(self.client_addr));
         let response = self.router.clone().oneshot(request).await.expect("infallible");
         let status = response.status();
         let headers = response.headers().clone();
