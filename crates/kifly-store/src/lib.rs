@@ -118,6 +118,14 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_audit_batch(&self, entries: &[AuditEntry]) -> StoreResult<()>;
     /// The newest audit rows, newest first (operators and tests).
     async fn recent_audit(&self, limit: i64) -> StoreResult<Vec<AuditEntry>>;
+
+    // Orders.
+    /// An order by its id or by its provider session id.
+    async fn get_order(&self, id_or_session: &str) -> StoreResult<Option<Order>>;
+    /// Unpaid orders whose payment window closed before `now` (for the expiry sweep).
+    async fn list_overdue_orders(&self, now: i64, limit: i64) -> StoreResult<Vec<Order>>;
+    /// Counts a click on a tracked link and returns its target and the click count so far.
+    async fn follow_link(&self, code: &str) -> StoreResult<Option<(String, i64)>>;
 }
 
 /// One write transaction. Dropping it without [`StoreTx::commit`] rolls everything back.
@@ -161,6 +169,58 @@ pub trait StoreTx: Send {
         &mut self,
         claim: &IdempotencyClaim,
         response: &StoredResponse,
+        now: i64,
+    ) -> StoreResult<()>;
+    // Checkout and orders (see `queries/orders.rs` for the state rules).
+    async fn get_order(&mut self, id_or_session: &str) -> StoreResult<Option<Order>>;
+    /// Inserts an order `pending_payment`; a session id used before is [`StoreError::Conflict`].
+    async fn insert_order(&mut self, order: &NewOrder, now: i64) -> StoreResult<()>;
+    /// Reserves stock for every line or reports the first that does not fit (then roll back).
+    async fn reserve_stock(&mut self, lines: &[OrderLine]) -> StoreResult<Result<(), OutOfStock>>;
+    /// `open → checkout_pending`, linked to the order; [`StoreError::Conflict`] if not open.
+    async fn lock_cart_for_checkout(&mut self, cart_id: &str, order_id: &str, now: i64) -> StoreResult<()>;
+    async fn set_order_session(
+        &mut self,
+        order_id: &str,
+        session_id: &str,
+        payment_url: &str,
+        expires_at: Option<i64>,
+        now: i64,
+    ) -> StoreResult<Order>;
+    /// `pending_payment → paid`; the cart completes and the reservation becomes a sale.
+    async fn mark_order_paid(
+        &mut self,
+        order_id: &str,
+        payment_reference: Option<&str>,
+        now: i64,
+    ) -> StoreResult<OrderTransition>;
+    /// `pending_payment → failed | expired | cancelled`; the cart reopens and the stock comes back.
+    async fn close_unpaid_order(
+        &mut self,
+        order_id: &str,
+        to: OrderStatus,
+        now: i64,
+    ) -> StoreResult<OrderTransition>;
+    async fn ship_order(
+        &mut self,
+        order_id: &str,
+        shipment: &Shipment,
+        now: i64,
+    ) -> StoreResult<OrderTransition>;
+    async fn deliver_order(&mut self, order_id: &str, now: i64) -> StoreResult<OrderTransition>;
+    /// Records a provider event id; `false` if it was seen before.
+    async fn record_payment_event(
+        &mut self,
+        source: &str,
+        event_id: &str,
+        order_id: Option<&str>,
+        now: i64,
+    ) -> StoreResult<bool>;
+    async fn insert_link(
+        &mut self,
+        code: &str,
+        url: &str,
+        cart_id: Option<&str>,
         now: i64,
     ) -> StoreResult<()>;
     async fn commit(self: Box<Self>) -> StoreResult<()>;

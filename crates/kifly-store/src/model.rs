@@ -221,3 +221,141 @@ pub struct AuditEntry {
     pub metadata: Option<String>,
     pub created_at: i64,
 }
+
+/// Order lifecycle: `pending_payment → paid → shipped → delivered`, or `pending_payment →
+/// failed | expired | cancelled` (the cart reopens and the reserved stock comes back).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderStatus {
+    PendingPayment,
+    Paid,
+    Shipped,
+    Delivered,
+    Failed,
+    Expired,
+    Cancelled,
+}
+
+impl OrderStatus {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::PendingPayment => "pending_payment",
+            OrderStatus::Paid => "paid",
+            OrderStatus::Shipped => "shipped",
+            OrderStatus::Delivered => "delivered",
+            OrderStatus::Failed => "failed",
+            OrderStatus::Expired => "expired",
+            OrderStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            OrderStatus::PendingPayment,
+            OrderStatus::Paid,
+            OrderStatus::Shipped,
+            OrderStatus::Delivered,
+            OrderStatus::Failed,
+            OrderStatus::Expired,
+            OrderStatus::Cancelled,
+        ]
+        .into_iter()
+        .find(|status| status.as_str() == s)
+    }
+
+    /// The end states of an unpaid order (its reservation is released on the way there).
+    pub const fn is_unpaid_end(self) -> bool {
+        matches!(self, OrderStatus::Failed | OrderStatus::Expired | OrderStatus::Cancelled)
+    }
+}
+
+/// One order line: a snapshot of the cart line at checkout (later price edits do not change it).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OrderLine {
+    pub item_id: String,
+    pub variant_id: String,
+    pub product_id: String,
+    pub name: String,
+    pub variant_name: String,
+    pub sku: String,
+    pub unit_price_cents: i64,
+    pub quantity: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewOrder {
+    pub id: String,
+    pub cart_id: String,
+    pub api_key_id: String,
+    pub seller_id: String,
+    pub payment_rail: String,
+    /// The provider's handle for this payment (see the `orders` table); unique, so a single-use proof
+    /// (MPP challenge id, x402 nonce) used as the session id can only ever make one order.
+    pub session_id: String,
+    pub payment_url: Option<String>,
+    pub lines: Vec<OrderLine>,
+    pub subtotal_cents: i64,
+    pub delivery_fee_cents: i64,
+    pub total_cents: i64,
+    pub currency: String,
+    pub shipping_address: ShippingAddress,
+    pub email: Option<String>,
+    pub expires_at: Option<i64>,
+    /// See the `orders.settlement_credential` column.
+    pub settlement_credential: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Order {
+    pub id: String,
+    pub cart_id: String,
+    pub api_key_id: String,
+    pub seller_id: String,
+    pub status: OrderStatus,
+    pub payment_rail: String,
+    pub session_id: String,
+    pub payment_url: Option<String>,
+    pub payment_reference: Option<String>,
+    pub lines: Vec<OrderLine>,
+    pub subtotal_cents: i64,
+    pub delivery_fee_cents: i64,
+    pub total_cents: i64,
+    pub currency: String,
+    pub shipping_address: ShippingAddress,
+    pub email: Option<String>,
+    pub expires_at: Option<i64>,
+    pub paid_at: Option<i64>,
+    pub shipped_at: Option<i64>,
+    pub carrier: Option<String>,
+    pub tracking_number: Option<String>,
+    pub tracking_url: Option<String>,
+    pub delivered_at: Option<i64>,
+    pub closed_at: Option<i64>,
+    pub settlement_credential: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// Where a shipped order is.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Shipment {
+    pub carrier: Option<String>,
+    pub tracking_number: Option<String>,
+    pub tracking_url: Option<String>,
+}
+
+/// Why an order did not move.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrderTransition {
+    /// The order moved to the new status.
+    Applied(Order),
+    /// The order was not in a status that allows the move; nothing changed.
+    Refused(Order),
+}
+
+/// A stock reservation that could not be made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutOfStock {
+    pub variant_id: String,
+    pub requested: i64,
+    pub available: i64,
+}

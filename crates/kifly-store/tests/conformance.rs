@@ -710,3 +710,174 @@ async fn audit_in_a_transaction_appears_on_commit() {
     tx.commit().await.unwrap();
     assert_eq!(store.recent_audit(10).await.unwrap(), [entry]);
 }
+
+// --- orders ------------------------------------------------------------------------------------
+
+/// An order for cart `cart_id` with one line of `quantity` × `sku`, under `session`.
+async fn new_order(
+    store: &Arc<dyn Store>,
+    order_id: &str,
+    cart_id: &str,
+    session: &str,
+    sku: &str,
+    quantity: i64,
+) -> NewOrder {
+    NewOrder {
+        id: order_id.into(),
+        cart_id: cart_id.into(),
+        api_key_id: "key_agent".into(),
+        seller_id: seller(store, "acme").await.id,
+        payment_rail: "stripe-mpp".into(),
+        session_id: session.into(),
+        payment_url: None,
+        lines: vec![OrderLine {
+            item_id: "item_1".into(),
+            variant_id: variant_id(store, sku).await,
+            product_id: "prod_x".into(),
+            name: "Anvil".into(),
+            variant_name: "Default".into(),
+            sku: sku.into(),
+            unit_price_cents: 5000,
+            quantity,
+        }],
+        subtotal_cents: 5000 * quantity,
+        delivery_fee_cents: 500,
+        total_cents: 5000 * quantity + 500,
+        currency: "usd".into(),
+        shipping_address: address(),
+        email: None,
+        expires_at: Some(T0 + 1000),
+        settlement_credential: Some("spt_secret".into()),
+    }
+}
+
+/// Reserves and locks in one transaction, as checkout does; `Err` carries what did not fit.
+async fn start_checkout(store: &Arc<dyn Store>, order: &NewOrder) -> Result<(), OutOfStock> {
+    let mut tx = store.begin_write().await.unwrap();
+    tx.insert_order(order, T0).await.unwrap();
+    tx.reserve_stock(&order.lines).await.unwrap()?;
+    tx.lock_cart_for_checkout(&order.cart_id, &order.id, T0).await.unwrap();
+    tx.commit().await.unwrap();
+    Ok(())
+}
+
+async fn inventory(store: &Arc<dyn Store>, sku: &str) -> Option<i64> {
+    all_products(store)
+        .await
+        .iter()
+        .flat_map(|p| p.variants.clone())
+        .find(|v| v.sku == sku)
+        .unwrap()
+        .inventory
+}
+
+#[tokio::test]
+async fn orders_reserve_stock_and_paying_turns_it_into_a_sale_once() {
+    let (store, _guard) = seeded_store().await;
+    create_cart(&store, "cart_1", &[("item_1", "ANVIL", 2)]).await;
+    create_cart(&store, "cart_2", &[("item_2", "ANVIL", 1)]).await;
+    let first = new_order(&store, "order_1", "cart_1", "mpp:one", "ANVIL", 2).await;
+    start_checkout(&store, &first).await.unwrap();
+    let c = cart(&store, "cart_1").await;
+    assert_eq!((c.status, c.order_id.as_deref()), (CartStatus::CheckoutPending, Some("order_1")));
+
+    // Both units are held: the second buyer is told how many are left.
+    let second = new_order(&store, "order_2", "cart_2", "mpp:two", "ANVIL", 1).await;
+    let short = start_checkout(&store, &second).await.unwrap_err();
+    assert_eq!((short.requested, short.available), (1, 0));
+    assert!(store.get_order("order_2").await.unwrap().is_none(), "rolled back");
+
+    // A session id makes one order only.
+    let mut tx = store.begin_write().await.unwrap();
+    let again = NewOrder { id: "order_3".into(), ..first.clone() };
+    assert!(matches!(tx.insert_order(&again, T0).await, Err(StoreError::Conflict(_))));
+    drop(tx);
+
+    let mut tx = store.begin_write().await.unwrap();
+    let paid = tx.mark_order_paid("order_1", Some("pi_1"), T0 + 5).await.unwrap();
+    tx.commit().await.unwrap();
+    let OrderTransition::Applied(_) = paid else { panic!("not applied: {paid:?}") };
+    let order = store.get_order("mpp:one").await.unwrap().unwrap();
+    assert_eq!(
+        (order.status, order.paid_at, order.payment_reference.as_deref()),
+        (OrderStatus::Paid, Some(T0 + 5), Some("pi_1"))
+    );
+    assert_eq!(order.settlement_credential, None, "the credential is dropped once settled");
+    assert_eq!(cart(&store, "cart_1").await.status, CartStatus::Completed);
+    assert_eq!(inventory(&store, "ANVIL").await, Some(0));
+
+    // Paying again, or expiring, changes nothing.
+    let mut tx = store.begin_write().await.unwrap();
+    assert!(matches!(
+        tx.mark_order_paid("order_1", Some("pi_2"), T0 + 9).await.unwrap(),
+        OrderTransition::Refused(_)
+    ));
+    assert!(matches!(
+        tx.close_unpaid_order("order_1", OrderStatus::Expired, T0 + 9).await.unwrap(),
+        OrderTransition::Refused(_)
+    ));
+    tx.commit().await.unwrap();
+    let order = store.get_order("order_1").await.unwrap().unwrap();
+    assert_eq!((order.status, order.payment_reference.as_deref()), (OrderStatus::Paid, Some("pi_1")));
+    assert_eq!(inventory(&store, "ANVIL").await, Some(0));
+
+    // Fulfilment moves forward only.
+    let mut tx = store.begin_write().await.unwrap();
+    let shipment =
+        Shipment { carrier: Some("UPS".into()), tracking_number: Some("1Z".into()), tracking_url: None };
+    assert!(matches!(
+        tx.ship_order("order_1", &shipment, T0 + 20).await.unwrap(),
+        OrderTransition::Applied(_)
+    ));
+    assert!(matches!(tx.deliver_order("order_1", T0 + 30).await.unwrap(), OrderTransition::Applied(_)));
+    assert!(matches!(
+        tx.ship_order("order_1", &shipment, T0 + 40).await.unwrap(),
+        OrderTransition::Refused(_)
+    ));
+    tx.commit().await.unwrap();
+    let order = store.get_order("order_1").await.unwrap().unwrap();
+    assert_eq!(
+        (order.status, order.shipped_at, order.delivered_at),
+        (OrderStatus::Delivered, Some(T0 + 20), Some(T0 + 30))
+    );
+    assert_eq!(order.carrier.as_deref(), Some("UPS"));
+}
+
+#[tokio::test]
+async fn closing_an_unpaid_order_releases_stock_and_reopens_the_cart() {
+    let (store, _guard) = seeded_store().await;
+    create_cart(&store, "cart_1", &[("item_1", "ANVIL", 2)]).await;
+    let order = new_order(&store, "order_1", "cart_1", "cs_test_1", "ANVIL", 2).await;
+    start_checkout(&store, &order).await.unwrap();
+    let version = cart(&store, "cart_1").await.version;
+    let mut tx = store.begin_write().await.unwrap();
+    let closed = tx.close_unpaid_order("order_1", OrderStatus::Cancelled, T0 + 3).await.unwrap();
+    tx.commit().await.unwrap();
+    assert!(matches!(closed, OrderTransition::Applied(_)));
+    let c = cart(&store, "cart_1").await;
+    assert_eq!((c.status, c.order_id.clone()), (CartStatus::Open, None));
+    assert!(c.version > version, "old payment challenges stop matching");
+    assert_eq!(inventory(&store, "ANVIL").await, Some(2), "inventory untouched by an unpaid order");
+    // The units can be reserved again.
+    create_cart(&store, "cart_2", &[("item_2", "ANVIL", 2)]).await;
+    start_checkout(&store, &new_order(&store, "order_2", "cart_2", "cs_test_2", "ANVIL", 2).await)
+        .await
+        .unwrap();
+    let overdue = store.list_overdue_orders(T0 + 2000, 10).await.unwrap();
+    assert_eq!(overdue.iter().map(|o| o.id.as_str()).collect::<Vec<_>>(), ["order_2"]);
+}
+
+#[tokio::test]
+async fn payment_events_are_recorded_once_and_links_count_clicks() {
+    let (store, _guard) = seeded_store().await;
+    let mut tx = store.begin_write().await.unwrap();
+    assert!(tx.record_payment_event("stripe", "evt_1", None, T0).await.unwrap());
+    assert!(!tx.record_payment_event("stripe", "evt_1", None, T0).await.unwrap());
+    assert!(tx.record_payment_event("coinbase", "evt_1", None, T0).await.unwrap());
+    tx.insert_link("abc123", "https://bean.example/kite", None, T0).await.unwrap();
+    tx.insert_link("abc123", "https://elsewhere.example", None, T0).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(store.follow_link("abc123").await.unwrap(), Some(("https://bean.example/kite".into(), 1)));
+    assert_eq!(store.follow_link("abc123").await.unwrap().map(|l| l.1), Some(2));
+    assert_eq!(store.follow_link("nope").await.unwrap(), None);
+}

@@ -19,6 +19,9 @@ mod keys;
 #[path = "../queries/ops.rs"]
 #[expect(clippy::duplicate_mod, reason = "compiled once per backend on purpose")]
 mod ops;
+#[path = "../queries/orders.rs"]
+#[expect(clippy::duplicate_mod, reason = "compiled once per backend on purpose")]
+mod orders;
 #[path = "../queries/store.rs"]
 #[expect(clippy::duplicate_mod, reason = "compiled once per backend on purpose")]
 mod store;

@@ -133,6 +133,18 @@ impl Store for BackendStore {
         Ok(())
     }
 
+    async fn get_order(&self, id_or_session: &str) -> StoreResult<Option<Order>> {
+        super::orders::get(self.reader(), id_or_session).await
+    }
+
+    async fn list_overdue_orders(&self, now: i64, limit: i64) -> StoreResult<Vec<Order>> {
+        super::orders::list_overdue(self.reader(), now, limit).await
+    }
+
+    async fn follow_link(&self, code: &str) -> StoreResult<Option<(String, i64)>> {
+        super::orders::follow_link(self.writer(), code).await
+    }
+
     async fn recent_audit(&self, limit: i64) -> StoreResult<Vec<AuditEntry>> {
         super::ops::recent_audit(self.reader(), limit).await
     }
@@ -215,6 +227,84 @@ impl StoreTx for BackendTx {
         now: i64,
     ) -> StoreResult<()> {
         super::ops::complete_idempotency(&mut self.tx, claim, response, now).await
+    }
+
+    async fn get_order(&mut self, id_or_session: &str) -> StoreResult<Option<Order>> {
+        super::orders::get(&mut *self.tx, id_or_session).await
+    }
+
+    async fn insert_order(&mut self, order: &NewOrder, now: i64) -> StoreResult<()> {
+        super::orders::insert(&mut self.tx, order, now).await
+    }
+
+    async fn reserve_stock(&mut self, lines: &[OrderLine]) -> StoreResult<Result<(), OutOfStock>> {
+        super::orders::reserve(&mut self.tx, lines).await
+    }
+
+    async fn lock_cart_for_checkout(&mut self, cart_id: &str, order_id: &str, now: i64) -> StoreResult<()> {
+        super::orders::lock_cart(&mut self.tx, cart_id, order_id, now).await
+    }
+
+    async fn set_order_session(
+        &mut self,
+        order_id: &str,
+        session_id: &str,
+        payment_url: &str,
+        expires_at: Option<i64>,
+        now: i64,
+    ) -> StoreResult<Order> {
+        super::orders::set_session(&mut self.tx, order_id, session_id, payment_url, expires_at, now).await
+    }
+
+    async fn mark_order_paid(
+        &mut self,
+        order_id: &str,
+        payment_reference: Option<&str>,
+        now: i64,
+    ) -> StoreResult<OrderTransition> {
+        super::orders::mark_paid(&mut self.tx, order_id, payment_reference, now).await
+    }
+
+    async fn close_unpaid_order(
+        &mut self,
+        order_id: &str,
+        to: OrderStatus,
+        now: i64,
+    ) -> StoreResult<OrderTransition> {
+        super::orders::close_unpaid(&mut self.tx, order_id, to, now).await
+    }
+
+    async fn ship_order(
+        &mut self,
+        order_id: &str,
+        shipment: &Shipment,
+        now: i64,
+    ) -> StoreResult<OrderTransition> {
+        super::orders::ship(&mut self.tx, order_id, shipment, now).await
+    }
+
+    async fn deliver_order(&mut self, order_id: &str, now: i64) -> StoreResult<OrderTransition> {
+        super::orders::deliver(&mut self.tx, order_id, now).await
+    }
+
+    async fn record_payment_event(
+        &mut self,
+        source: &str,
+        event_id: &str,
+        order_id: Option<&str>,
+        now: i64,
+    ) -> StoreResult<bool> {
+        super::orders::record_event(&mut self.tx, source, event_id, order_id, now).await
+    }
+
+    async fn insert_link(
+        &mut self,
+        code: &str,
+        url: &str,
+        cart_id: Option<&str>,
+        now: i64,
+    ) -> StoreResult<()> {
+        super::orders::insert_link(&mut self.tx, code, url, cart_id, now).await
     }
 
     async fn commit(self: Box<Self>) -> StoreResult<()> {

@@ -16,6 +16,8 @@ mod catalog;
 mod keys;
 #[path = "../queries/ops.rs"]
 mod ops;
+#[path = "../queries/orders.rs"]
+mod orders;
 #[path = "../queries/store.rs"]
 mod store;
 
