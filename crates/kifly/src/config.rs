@@ -45,6 +45,31 @@ pub struct Config {
     pub search_embedder: String,
     /// Share of the semantic score in the blended relevance, 0 to 1 (when an embedder is on).
     pub search_semantic_weight: f64,
+    /// Point every payment provider at the built-in sandbox even when credentials are set
+    /// (`serve --demo` turns it on). Without credentials a provider always uses the sandbox.
+    pub payments_sandbox: bool,
+    /// Stripe secret key (`sk_live_…` / `sk_test_…`): rails 1 and 3.
+    pub stripe_secret_key: Option<String>,
+    /// Signing secret of the Stripe webhook endpoint (`whsec_…`).
+    pub stripe_webhook_secret: Option<String>,
+    pub stripe_base_url: String,
+    /// The Stripe business network profile id put in MPP challenges (clients mint tokens for it).
+    pub stripe_network_id: String,
+    /// Coinbase Commerce API key: rail 2.
+    pub coinbase_api_key: Option<String>,
+    /// Coinbase Commerce webhook shared secret.
+    pub coinbase_webhook_secret: Option<String>,
+    pub coinbase_base_url: String,
+    /// The EVM address that receives x402 USDC payments. Unset turns x402 off (except in the sandbox).
+    pub x402_pay_to: Option<String>,
+    /// CAIP-2 network of x402 payments: `eip155:8453` (Base) or `eip155:84532` (Base Sepolia).
+    pub x402_network: String,
+    /// The x402 facilitator; unset uses the built-in sandbox facilitator.
+    pub x402_facilitator_url: Option<String>,
+    /// How long a hosted payment page (rails 1 and 2) stays payable, in minutes (Stripe: 30 to 1440).
+    pub checkout_expiry_minutes: u32,
+    /// How long an MPP / x402 challenge stays valid, in seconds.
+    pub payment_challenge_seconds: u32,
 }
 
 impl Default for Config {
@@ -64,6 +89,19 @@ impl Default for Config {
             mcp_allowed_hosts: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
             search_embedder: "off".into(),
             search_semantic_weight: 0.3,
+            payments_sandbox: false,
+            stripe_secret_key: None,
+            stripe_webhook_secret: None,
+            stripe_base_url: "https://api.stripe.com".into(),
+            stripe_network_id: "profile_kifly_sandbox".into(),
+            coinbase_api_key: None,
+            coinbase_webhook_secret: None,
+            coinbase_base_url: "https://api.commerce.coinbase.com".into(),
+            x402_pay_to: None,
+            x402_network: "eip155:84532".into(),
+            x402_facilitator_url: None,
+            checkout_expiry_minutes: 30,
+            payment_challenge_seconds: 300,
         }
     }
 }
@@ -202,6 +240,50 @@ impl Config {
                 self.search_semantic_weight
             )));
         }
+        for (key, url) in [
+            ("stripe_base_url", Some(&self.stripe_base_url)),
+            ("coinbase_base_url", Some(&self.coinbase_base_url)),
+            ("x402_facilitator_url", self.x402_facilitator_url.as_ref()),
+        ] {
+            if let Some(url) = url
+                && !(url.starts_with("http://") || url.starts_with("https://"))
+            {
+                return Err(ConfigError(format!("{key} = {url:?}: expected an http(s) URL")));
+            }
+        }
+        for (key, secret, needs) in [
+            ("stripe_webhook_secret", &self.stripe_webhook_secret, &self.stripe_secret_key),
+            ("coinbase_webhook_secret", &self.coinbase_webhook_secret, &self.coinbase_api_key),
+        ] {
+            if needs.is_some() && secret.as_deref().is_none_or(str::is_empty) {
+                return Err(ConfigError(format!(
+                    "{key}: required with real provider credentials (webhooks are how hosted payments are confirmed)"
+                )));
+            }
+        }
+        if kifly_payments::x402::EvmNetwork::find(&self.x402_network).is_none() {
+            return Err(ConfigError(format!(
+                "x402_network = {:?}: expected eip155:8453 (Base) or eip155:84532 (Base Sepolia)",
+                self.x402_network
+            )));
+        }
+        if let Some(address) = &self.x402_pay_to
+            && kifly_payments::x402::eip712::parse_hex_fixed::<20>(address, "x402_pay_to").is_err()
+        {
+            return Err(ConfigError(format!("x402_pay_to = {address:?}: expected a 0x… EVM address")));
+        }
+        if !(30..=1440).contains(&self.checkout_expiry_minutes) {
+            return Err(ConfigError(format!(
+                "checkout_expiry_minutes = {}: expected 30 to 1440",
+                self.checkout_expiry_minutes
+            )));
+        }
+        if !(30..=3600).contains(&self.payment_challenge_seconds) {
+            return Err(ConfigError(format!(
+                "payment_challenge_seconds = {}: expected 30 to 3600",
+                self.payment_challenge_seconds
+            )));
+        }
         if self.mcp_allowed_hosts.is_empty() {
             return Err(ConfigError(
                 "mcp_allowed_hosts: list at least one host (e.g. localhost,127.0.0.1), or * for any".into(),
@@ -280,6 +362,16 @@ impl fmt::Display for Config {
         shown.database_url = Some(redact_url(&self.database_url()));
         shown.redis_url = self.redis_url.as_deref().map(redact_url);
         shown.secret_key = self.secret_key.as_ref().map(|_| "***".into());
+        for secret in [
+            &mut shown.stripe_secret_key,
+            &mut shown.stripe_webhook_secret,
+            &mut shown.coinbase_api_key,
+            &mut shown.coinbase_webhook_secret,
+        ] {
+            if secret.is_some() {
+                *secret = Some("***".into());
+            }
+        }
         let text = toml::to_string(&shown).map_err(|_| fmt::Error)?;
         f.write_str(&text)
     }
