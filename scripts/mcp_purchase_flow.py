@@ -16,6 +16,8 @@ import json
 import sys
 import uuid
 
+import httpx
+
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
@@ -109,19 +111,32 @@ async def flow(url, key):
             check(cart["delivery_eligible"] is True, f"not deliverable: {cart}")
             step("set_shipping_address: Austin, TX is deliverable")
 
-            # checkout and order_status are not built yet (the checkout issue): for now they must give
-            # the clear not_implemented error result. When checkout lands, switch these two calls to
-            # assert success: checkout returns payment_rail, payment_url and session_id, and
-            # order_status(session_id) reports pending_payment until the sandbox payment is made.
-            error = await call(
+            # Rail 1 through the demo's built-in Stripe sandbox: checkout makes a hosted page, the
+            # order waits in pending_payment, the sandbox pay page's "Pay" button sends the signed
+            # webhook, and order_status then reports paid.
+            checkout = await call(
                 session, "checkout",
                 {"cart_id": cart["cart_id"], "email": "ada@example.com", "idempotency_key": str(uuid.uuid4())},
-                expect_error="not_implemented",
             )
-            check(error["message"] == "checkout is not available on this server yet", error["message"])
-            error = await call(session, "order_status", {"session_id": cart["cart_id"]}, expect_error="not_implemented")
-            check(error["message"] == "order_status is not available on this server yet", error["message"])
-            step("checkout / order_status: not available yet (not_implemented), as documented")
+            check(checkout["payment_rail"] == "stripe-checkout", f"rail: {checkout}")
+            check(checkout["amount"] == cart["total_cents"], f"amount {checkout['amount']} != {cart['total_cents']}")
+            check(checkout["payment_url"].startswith("http"), f"payment_url: {checkout}")
+            order = await call(session, "order_status", {"session_id": checkout["session_id"]})
+            check(order["status"] == "pending_payment", f"order: {order}")
+            step(f"checkout: {checkout['payment_rail']} session {checkout['session_id']}, order pending_payment")
+
+            async with httpx.AsyncClient() as web:
+                paid = await web.post(checkout["payment_url"].rstrip("/") + "/pay", follow_redirects=False)
+                check(paid.status_code < 400, f"sandbox pay page answered {paid.status_code}: {paid.text[:200]}")
+            for _ in range(50):
+                order = await call(session, "order_status", {"session_id": checkout["session_id"]})
+                if order["status"] == "paid":
+                    break
+                await asyncio.sleep(0.1)
+            check(order["status"] == "paid", f"order not paid after the sandbox payment: {order}")
+            cart = await call(session, "get_cart", {"cart_id": cart["cart_id"]})
+            check(cart["status"] == "completed", f"cart after payment: {cart['status']}")
+            step(f"sandbox pay page → signed webhook → order {order['order_id']} paid, cart completed")
 
             final = await call(session, "get_cart", {"cart_id": cart["cart_id"]})
             check(final == cart, "get_cart differs from the last cart returned")

@@ -36,6 +36,8 @@ pub struct AppInner {
     pub audit: AuditSink,
     /// This node's in-memory catalog search index.
     pub search: crate::search::SearchEngine,
+    /// Payment provider clients (real or sandbox) and the MPP challenge signer.
+    pub payments: crate::payments::Payments,
     pub config: Config,
 }
 
@@ -48,8 +50,10 @@ impl Deref for App {
 
 impl App {
     /// Builds the context around an open, migrated store. Spawns the audit writer, so it must run
-    /// inside a Tokio runtime.
-    pub fn new(store: Arc<dyn Store>, config: Config, secret: String) -> App {
+    /// inside a Tokio runtime. `config.bind` must be the address actually listened on (the payment
+    /// clients reach the built-in sandbox there). Fails only on an unusable payment configuration.
+    pub fn new(store: Arc<dyn Store>, config: Config, secret: String) -> Result<App, String> {
+        let payments = crate::payments::Payments::from_config(&config, &secret)?;
         let rates = Rates {
             agent: config.rate("rate_limit_agent"),
             mcp: config.rate("rate_limit_mcp"),
@@ -65,8 +69,9 @@ impl App {
             }
             None => Arc::new(InProcessLimiter::default()),
         };
-        App(Arc::new(AppInner {
+        Ok(App(Arc::new(AppInner {
             audit: AuditSink::spawn(store.clone()),
+            payments,
             search: crate::search::SearchEngine::new(
                 store.clone(),
                 crate::search::embedder_from_config(&config),
@@ -79,7 +84,7 @@ impl App {
             limiter,
             rates,
             config,
-        }))
+        })))
     }
 
     /// The platform limits, from a short-lived cache.

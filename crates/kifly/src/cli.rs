@@ -50,6 +50,9 @@ enum Command {
     /// Read or change platform limits at run time.
     #[command(subcommand)]
     Limits(LimitsCommand),
+    /// Fulfil orders: ship and deliver.
+    #[command(subcommand)]
+    Orders(OrdersCommand),
     /// Print the effective configuration (secrets redacted).
     Config,
 }
@@ -86,6 +89,22 @@ enum KeysCommand {
     },
     /// Revoke a key by id.
     Revoke { id: String },
+}
+
+#[derive(Subcommand)]
+enum OrdersCommand {
+    /// Mark a paid order shipped, with tracking.
+    Ship {
+        order_id: String,
+        #[arg(long)]
+        carrier: Option<String>,
+        #[arg(long)]
+        tracking_number: Option<String>,
+        #[arg(long)]
+        tracking_url: Option<String>,
+    },
+    /// Mark a paid or shipped order delivered.
+    Deliver { order_id: String },
 }
 
 #[derive(Subcommand)]
@@ -164,6 +183,20 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
             Ok(())
         }
         Command::Serve(args) => serve(config, args.demo).await,
+        Command::Orders(cmd) => {
+            let store = open_store(&config).await?;
+            let order = match cmd {
+                OrdersCommand::Ship { order_id, carrier, tracking_number, tracking_url } => {
+                    let shipment = kifly_store::Shipment { carrier, tracking_number, tracking_url };
+                    crate::service::checkout::ship_order(store.as_ref(), &order_id, shipment).await?
+                }
+                OrdersCommand::Deliver { order_id } => {
+                    crate::service::checkout::deliver_order(store.as_ref(), &order_id).await?
+                }
+            };
+            println!("order {} is {}", order.id, order.status.as_str());
+            Ok(())
+        }
         Command::Keys(cmd) => keys(config, cmd).await,
         Command::Catalog(CatalogCommand::Import { file }) => {
             let text =
@@ -193,7 +226,7 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
     }
 }
 
-async fn serve(config: Config, demo: bool) -> Result<(), String> {
+async fn serve(mut config: Config, demo: bool) -> Result<(), String> {
     let store = open_store(&config).await?;
     let secret = load_or_create_secret(&config)?;
     if demo {
@@ -209,8 +242,13 @@ async fn serve(config: Config, demo: bool) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.bind))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    // The payment clients reach the built-in sandbox on the port actually bound (`--bind …:0`).
+    config.bind = addr.to_string();
+    if demo {
+        config.payments_sandbox = true;
+    }
+    let app = App::new(store, config, secret)?;
     println!("kifly listening on http://{addr}");
-    let app = App::new(store, config, secret);
     crate::server::serve(app, listener).await.map_err(|e| e.to_string())
 }
 

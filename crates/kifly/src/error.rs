@@ -47,6 +47,8 @@ pub struct ErrorParts {
     pub retry_after: Option<u64>,
     /// Top-level fields merged into the body (e.g. `max_cents` beside `details.max_cents`).
     pub extra: Option<Value>,
+    /// Extra response headers (payment challenges on 402).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 /// Marker put in a response's extensions so middleware (idempotency, metrics) can see the code.
@@ -64,7 +66,14 @@ impl ApiError {
             details: json!({}),
             retry_after: None,
             extra: None,
+            headers: Vec::new(),
         }))
+    }
+
+    /// Adds a response header (values that are not valid header text are dropped).
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
     }
 
     pub fn with_details(mut self, details: Value) -> Self {
@@ -141,6 +150,88 @@ impl ApiError {
             "variant_not_found",
             format!("No product variant {id:?}; use a kifly:variantId from search_products."),
         )
+    }
+    pub fn order_not_found(id: &str) -> Self {
+        Self::not_found("order_not_found", format!("No order {id:?} under this API key."))
+    }
+    // --- checkout (400 / 402 / 409 / 503) ---
+    pub fn cart_empty() -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "cart_empty", "The cart has no items; add_to_cart first.")
+    }
+    pub fn shipping_address_required() -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "shipping_address_required",
+            "Set a shipping address (set_shipping_address) before checkout.",
+        )
+    }
+    pub fn delivery_not_available(coverage: Value, address: Value) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "delivery_not_available",
+            "The seller does not deliver to this address; see details.coverage.",
+        )
+        .with_details(json!({ "coverage": coverage, "address": address }))
+    }
+    pub fn cart_total_exceeds_limit(max_cents: i64, total_cents: i64) -> Self {
+        let mut e = Self::new(
+            StatusCode::BAD_REQUEST,
+            "cart_total_exceeds_limit",
+            format!("The cart total ({total_cents} cents) exceeds the platform cap of {max_cents} cents."),
+        )
+        .with_details(json!({ "max_cents": max_cents, "total_cents": total_cents }));
+        e.extra = Some(json!({ "max_cents": max_cents }));
+        e
+    }
+    pub fn out_of_stock(variant_id: &str, requested: i64, available: i64) -> Self {
+        Self::new(
+            StatusCode::CONFLICT,
+            "out_of_stock",
+            format!(
+                "Only {available} unit(s) of {variant_id} are available; lower the quantity or remove it."
+            ),
+        )
+        .with_details(json!({ "variant_id": variant_id, "requested": requested, "available": available }))
+    }
+    /// The 402 of the MPP / x402 flow: not a failure, the first step of paying.
+    pub fn payment_required(amount_cents: i64, cart_id: &str, rails: &[&str]) -> Self {
+        Self::new(
+            StatusCode::PAYMENT_REQUIRED,
+            "payment_required",
+            "Payment required: answer the WWW-Authenticate Payment challenge (MPP) or PAYMENT-REQUIRED (x402), then retry.",
+        )
+        .with_details(json!({
+            "amount_cents": amount_cents,
+            "currency": kifly_core::money::CURRENCY,
+            "cart_id": cart_id,
+            "rails": rails,
+        }))
+    }
+    pub fn payment_failed(reason: impl Into<String>) -> Self {
+        let reason = reason.into();
+        Self::new(
+            StatusCode::PAYMENT_REQUIRED,
+            "payment_failed",
+            format!(
+                "The payment did not go through ({reason}); the cart is open, retry with another payment."
+            ),
+        )
+        .with_details(json!({ "reason": reason }))
+    }
+    pub fn x402_not_configured() -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            "x402_not_configured",
+            "An x402 payment was sent but x402 is not activated on this server; pay with MPP instead.",
+        )
+    }
+    pub fn checkout_engine_unavailable(retry_after: u64) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "checkout_engine_unavailable",
+            "The payment provider is unreachable; the cart is safe. Retry with the same Idempotency-Key.",
+        )
+        .with_retry_after(retry_after)
     }
     // --- 409 ---
     pub fn cart_locked() -> Self {
@@ -281,6 +372,11 @@ impl IntoResponse for ApiError {
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
         if let Some(secs) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        for (name, value) in &self.headers {
+            if let Ok(value) = HeaderValue::from_str(value) {
+                headers.append(*name, value);
+            }
         }
         response.extensions_mut().insert(ErrorCode(self.code));
         response

@@ -162,27 +162,36 @@ impl Idempotent {
     where
         F: for<'a> FnOnce(&'a mut dyn StoreTx, Value) -> TxFuture<'a>,
     {
-        let scope = IdempotencyScope {
+        let scope = self.scope(caller);
+        outcome_response(run_once(app, scope, &self.fingerprint, self.body, op).await)
+    }
+
+    /// The idempotency scope of this request for `caller`.
+    pub fn scope(&self, caller: &Caller) -> IdempotencyScope {
+        IdempotencyScope {
             principal: caller.id().to_string(),
-            method: self.method,
-            path: self.path,
-            key: self.key,
-        };
-        match run_once(app, scope, &self.fingerprint, self.body, op).await {
-            Ok(Outcome { error: Some(e), .. }) => e.into_response(),
-            Ok(outcome) => {
-                let replayed = outcome.replayed;
-                let mut response = stored_to_response(StoredResponse {
-                    status: outcome.status.as_u16(),
-                    body: outcome.body,
-                });
-                if replayed {
-                    response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
-                }
-                response
-            }
-            Err(e) => e.into_response(),
+            method: self.method.clone(),
+            path: self.path.clone(),
+            key: self.key.clone(),
         }
+    }
+}
+
+/// Renders an idempotent run: the stored status and body (`Idempotent-Replayed: true` on a replay),
+/// or the error with its headers.
+pub fn outcome_response(outcome: ApiResult<Outcome>) -> Response {
+    match outcome {
+        Ok(Outcome { error: Some(e), .. }) => e.into_response(),
+        Ok(outcome) => {
+            let replayed = outcome.replayed;
+            let mut response =
+                stored_to_response(StoredResponse { status: outcome.status.as_u16(), body: outcome.body });
+            if replayed {
+                response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+            }
+            response
+        }
+        Err(e) => e.into_response(),
     }
 }
 
@@ -227,6 +236,47 @@ where
         other => return settled(other),
     };
     let outcome = execute(app, &Holding::Leased(&claim), body, op).await;
+    if outcome.is_err() {
+        // Best effort: if this fails too, the lease expires and a retry takes the key over.
+        if let Err(e) = app.store.release_idempotency(&claim).await {
+            tracing::warn!(error = %e, "could not release idempotency claim");
+        }
+    }
+    outcome
+}
+
+/// The future of a multi-step operation: it runs its own transactions and provider calls, and hands
+/// back the still-open transaction of its final write, in which its outcome is stored.
+pub type StepsFuture = Pin<Box<dyn Future<Output = ApiResult<(Box<dyn StoreTx>, StatusCode, Value)>> + Send>>;
+
+/// For operations made of several transactions around a provider call (checkout): the claim commits
+/// first with a lease, `op` runs its steps, and its final transaction stores the outcome. A final
+/// error is stored in a fresh transaction; any other error releases the key so a retry runs again
+/// (the operation itself must make that retry safe, e.g. by resuming a pending order).
+pub async fn run_once_leased_steps<F>(
+    app: &App,
+    scope: IdempotencyScope,
+    fingerprint: &str,
+    op: F,
+) -> ApiResult<Outcome>
+where
+    F: FnOnce() -> StepsFuture,
+{
+    let claim = match app.store.claim_idempotency(&scope, fingerprint, now_ms(), LEASE_MS).await? {
+        ClaimOutcome::Claimed(claim) => claim,
+        other => return settled(other),
+    };
+    let outcome = match op().await {
+        Ok((tx, status, value)) => match serde_json::to_vec(&value) {
+            Ok(body) => finish(tx, &claim, status, body, None).await,
+            Err(_) => Err(ApiError::internal(None)),
+        },
+        Err(e) if is_storable(e.status, Some(e.code)) => match app.store.begin_write().await {
+            Ok(tx) => finish(tx, &claim, e.status, e.body_bytes(), Some(e)).await,
+            Err(store_error) => Err(store_error.into()),
+        },
+        Err(e) => Err(e),
+    };
     if outcome.is_err() {
         // Best effort: if this fails too, the lease expires and a retry takes the key over.
         if let Err(e) = app.store.release_idempotency(&claim).await {

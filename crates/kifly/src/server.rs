@@ -1,5 +1,5 @@
 //! Running the server: bind, print the listening line, serve until a shutdown signal, run the
-//! background chores (idempotency purge), then drain in-flight requests.
+//! background chores (idempotency purge, overdue-order sweep), then drain in-flight requests.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -12,6 +12,7 @@ use crate::idempotency::RETENTION_MS;
 /// Serves `app` on `listener` until Ctrl-C / SIGTERM.
 pub async fn serve(app: App, listener: TcpListener) -> std::io::Result<()> {
     tokio::spawn(purge_loop(app.clone()));
+    tokio::spawn(sweep_loop(app.clone()));
     let router = crate::http::router(app);
     axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown_signal())
@@ -27,6 +28,20 @@ async fn purge_loop(app: App) {
             Ok(n) if n > 0 => tracing::info!(records = n, "purged expired idempotency records"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "idempotency purge failed"),
+        }
+    }
+}
+
+/// Settles or expires unpaid orders past their payment window, every 30 s. Every node may run it:
+/// each order moves once (conditional updates), and provider calls are idempotent.
+async fn sweep_loop(app: App) {
+    let mut tick = tokio::time::interval(Duration::from_secs(30));
+    loop {
+        tick.tick().await;
+        match crate::service::checkout::sweep_overdue(&app).await {
+            Ok(n) if n > 0 => tracing::info!(orders = n, "swept overdue orders"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(code = e.code, "order sweep failed"),
         }
     }
 }

@@ -7,6 +7,7 @@
 //! headers.
 
 mod carts;
+mod checkout;
 mod limits;
 pub use limits::limits_view;
 mod ops;
@@ -76,6 +77,9 @@ fn api_routes() -> OpenApiRouter<App> {
         .routes(routes!(carts::update_item, carts::remove_item))
         .routes(routes!(carts::set_shipping_address))
         .routes(routes!(limits::get_platform_limits))
+        .routes(routes!(checkout::payment_link))
+        .routes(routes!(checkout::agent_checkout, checkout::cancel_checkout))
+        .routes(routes!(checkout::get_order))
 }
 
 /// The OpenAPI document, generated from the handlers' annotations.
@@ -90,6 +94,7 @@ pub fn router(app: App) -> Router {
     let routes = api
         .merge(crate::mcp::router(&app))
         .merge(ops::router(doc_json))
+        .merge(checkout::router(&app))
         .fallback(|| async { ApiError::not_found("not_found", "No such endpoint.") })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() });
     routes
@@ -105,8 +110,8 @@ pub fn router(app: App) -> Router {
         .with_state(app)
 }
 
-/// Wraps a middleware so it runs only for `/api` paths (health, metrics and docs skip auth and
-/// rate limits).
+/// Wraps a middleware so it runs only for `/api` paths (health, metrics, docs, the sandbox and the
+/// webhooks skip key auth and rate limits).
 fn api_only<F, Fut>(
     f: F,
 ) -> impl Fn(State<App>, Request, Next) -> std::pin::Pin<Box<dyn Future<Output = Response> + Send>>
@@ -121,7 +126,8 @@ where
         let f = f.clone();
         Box::pin(async move {
             let path = request.uri().path();
-            if path == "/api" || path.starts_with("/api/") {
+            // Provider webhooks are authenticated by their signatures, not by API keys.
+            if (path == "/api" || path.starts_with("/api/")) && !path.starts_with("/api/webhooks/") {
                 f(state, request, next).await
             } else {
                 next.run(request).await

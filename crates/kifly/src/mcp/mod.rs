@@ -22,6 +22,7 @@
 
 mod carts;
 mod catalog;
+mod checkout;
 mod guard;
 mod pending;
 mod platform;

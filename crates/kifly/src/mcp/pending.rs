@@ -1,4 +1,4 @@
-//! Tools whose service is still being built (checkout and orders, buyer profiles, feedback). They
+//! Tools whose service is still being built (buyer profiles, order lists, feedback). They
 //! are published with their final schemas and descriptions, check the caller's scope, and then
 //! answer a clear `not_implemented` error (`isError: true`) until their service lands; then each one
 //! moves to its family file and calls that service like the others.
@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use kifly_core::scope::Scope;
 use serde_json::{Value, json};
 
-use super::schema::{ADDRESS_REQUIRED, address_out, cents, object, string};
+use super::schema::{ADDRESS_REQUIRED, address_out, object, string};
 use super::tools::{Hints, READ_ONLY, Reply, ToolDef};
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -36,8 +36,7 @@ const SEVERITIES: [&str; 3] = ["blocker", "friction", "nice_to_have"];
 /// The scope each pending tool will need.
 fn required_scope(tool: &str) -> Scope {
     match tool {
-        "checkout" => Scope::CheckoutWrite,
-        "order_status" | "list_orders" => Scope::OrdersRead,
+        "list_orders" => Scope::OrdersRead,
         "submit_feedback" | "request_feature" => Scope::FeedbackWrite,
         _ => Scope::BuyerWrite,
     }
@@ -60,129 +59,44 @@ pub fn not_available(caller: &Caller, tool: &str) -> Reply {
     }
 }
 
-fn buyer_token() -> Value {
+pub(super) fn buyer_token() -> Value {
     json!({"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^kfb_live_[0-9A-Za-z]+$",
            "description": "The buyer's kfb_live_… token from verify_buyer. Keep it for this buyer; never ask the buyer to paste it."})
 }
 
-fn email(description: &str) -> Value {
+pub(super) fn email(description: &str) -> Value {
     json!({"type": "string", "format": "email", "maxLength": 254, "description": description})
 }
 
-fn nullable_string(description: &str) -> Value {
+pub(super) fn nullable_string(description: &str) -> Value {
     json!({"type": ["string", "null"], "description": description})
 }
 
-const ORDER_STATUSES: [&str; 7] =
-    ["pending_payment", "paid", "shipped", "delivered", "failed", "expired", "cancelled"];
-
-fn order() -> Value {
-    object(
-        json!({
-            "order_id": string("Kifly order id (order_…)."),
-            "session_id": nullable_string("The checkout session id (cs_…)."),
-            "status": {"type": "string", "enum": ORDER_STATUSES},
-            "payment_rail": {"type": "string", "enum": ["stripe-checkout", "coinbase-commerce", "stripe-mpp", "x402"]},
-            "amount": cents("Total charged: subtotal_cents + delivery_fee_cents."),
-            "subtotal_cents": cents("Sum of the lines."),
-            "delivery_fee_cents": cents("Delivery fee."),
-            "currency": {"type": "string", "const": "usd"},
-            "items": {"type": "array", "items": {"type": "object"}, "description": "The lines as bought: name, variant, quantity, prices."},
-            "shipping_address": {"anyOf": [address_out(), {"type": "null"}]},
-            "seller": {"type": "object", "description": "The seller record."},
-            "paid_at": nullable_string("RFC 3339."),
-            "shipped_at": nullable_string("RFC 3339."),
-            "carrier": nullable_string("Carrier, once shipped."),
-            "tracking_number": nullable_string("Tracking number, once shipped."),
-            "tracking_url": nullable_string("Public tracking page, once shipped."),
-            "delivered_at": nullable_string("RFC 3339.")
-        }),
-        &["order_id", "status"],
-    )
-}
-
-/// `checkout`, `order_status`, `list_orders` (the checkout issue).
-pub fn checkout_tools() -> Vec<ToolDef> {
-    vec![
-        ToolDef {
-            name: "checkout",
-            title: "Check out",
-            description: pending!(
-                "Start paying for a cart. Preconditions: set_shipping_address first (else shipping_address_required; outside coverage: delivery_not_available), \
-and the total must not exceed max_cart_total_cents (kifly://platform/limits; else cart_total_exceeds_limit). \
-For a purchasable seller it returns payment_rail stripe-checkout (or coinbase-commerce), a payment_url to show the buyer, session_id (poll order_status with it every 5 seconds until paid, shipped or failed) and the amount breakdown. \
-For a directory seller (kifly_purchasable false) it returns payment_rail directory-handoff and a handoff object instead: present the links as an off-platform referral and relay the disclaimer verbatim. \
-Pass email (ask the buyer where the receipt should go) and buyer_token when you have one. On 503 errors (retryable: true), wait retry_after_seconds and retry once with the same idempotency_key. Needs checkout:write."
-            ),
-            properties: json!({
-                "cart_id": {"type": "string", "pattern": "^cart_[0-9A-Za-z]{26}$", "description": "The cart to pay for."},
-                "email": email("Where the receipt goes; pre-fills the payment page. Ask the buyer."),
-                "buyer_token": buyer_token(),
-                "rail": {"type": "string", "enum": ["stripe-checkout", "coinbase-commerce"], "default": "stripe-checkout", "description": "Payment rail for a purchasable seller: card via Stripe Checkout (default) or crypto via Coinbase Commerce."}
-            }),
-            required: &["cart_id"],
-            output: object(
-                json!({
-                    "payment_rail": {"type": "string", "enum": ["stripe-checkout", "coinbase-commerce", "directory-handoff"]},
-                    "session_id": string("Pass to order_status."),
-                    "payment_url": string("Show this link to the buyer to pay."),
-                    "amount": cents("Total to pay: subtotal_cents + delivery_fee_cents."),
-                    "subtotal_cents": cents("Sum of the lines."),
-                    "delivery_fee_cents": cents("Delivery fee."),
-                    "currency": {"type": "string", "const": "usd"},
-                    "expires_at": {"type": "string", "format": "date-time"},
-                    "buyer_token_status": {"type": "string", "enum": ["resolved", "invalid", "none"], "description": "Whether buyer_token was applied; invalid is not an error."},
-                    "order_id": string("The order created for this session."),
-                    "handoff": object(json!({
-                        "seller": object(json!({"name": {"type": "string"}, "handle": {"type": "string"}, "storefront_url": {"type": ["string", "null"]}}), &["name", "handle", "storefront_url"]),
-                        "items": {"type": "array", "items": object(json!({"item_id": {"type": "string"}, "name": {"type": "string"}, "quantity": {"type": "integer", "minimum": 1}, "link": {"type": ["string", "null"]}}), &["item_id", "name", "quantity", "link"])},
-                        "disclaimer": string("Relay verbatim.")
-                    }), &["seller", "items", "disclaimer"])
-                }),
-                &["payment_rail"],
-            ),
-            hints: Hints { read_only: false, destructive: true, idempotent: false, open_world: true },
-            mutating: true,
-        },
-        ToolDef {
-            name: "order_status",
-            title: "Order status",
-            description: pending!(
-                "Status of an order, by the session_id checkout returned (or an order_id). Poll every 5 seconds after checkout until status is paid, shipped or failed. \
-Once paid it carries the order details (order_id, amount, items); once the seller ships, carrier, tracking_number, tracking_url and shipped_at. Needs orders:read."
-            ),
-            properties: json!({
-                "session_id": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[A-Za-z0-9_]+$", "description": "The session_id from checkout (cs_…), or an order_id (order_…)."}
-            }),
-            required: &["session_id"],
-            output: order(),
-            hints: READ_ONLY,
-            mutating: false,
-        },
-        ToolDef {
-            name: "list_orders",
-            title: "List orders",
-            description: pending!(
-                "A returning buyer's recent orders, newest first, with fulfilment status: for a new conversation with no session_id at hand (\"did my order ship?\"). \
+/// `list_orders` (needs buyer accounts).
+pub fn order_tools() -> Vec<ToolDef> {
+    vec![ToolDef {
+        name: "list_orders",
+        title: "List orders",
+        description: pending!(
+            "A returning buyer's recent orders, newest first, with fulfilment status: for a new conversation with no session_id at hand (\"did my order ship?\"). \
 Needs the buyer's buyer_token (recover one with request_buyer_code + verify_buyer). Pass since (the time of your last check) to get only orders that changed after it. Needs orders:read."
-            ),
-            properties: json!({
-                "buyer_token": buyer_token(),
-                "since": {"type": "string", "format": "date-time", "description": "RFC 3339 time; only orders updated after it."},
-                "limit": {"type": "integer", "minimum": 1, "maximum": 50, "default": 20, "description": "Most orders to return."}
+        ),
+        properties: json!({
+            "buyer_token": buyer_token(),
+            "since": {"type": "string", "format": "date-time", "description": "RFC 3339 time; only orders updated after it."},
+            "limit": {"type": "integer", "minimum": 1, "maximum": 50, "default": 20, "description": "Most orders to return."}
+        }),
+        required: &["buyer_token"],
+        output: object(
+            json!({
+                "orders": {"type": "array", "items": super::checkout::order()},
+                "count": {"type": "integer", "minimum": 0}
             }),
-            required: &["buyer_token"],
-            output: object(
-                json!({
-                    "orders": {"type": "array", "items": order()},
-                    "count": {"type": "integer", "minimum": 0}
-                }),
-                &["orders", "count"],
-            ),
-            hints: READ_ONLY,
-            mutating: false,
-        },
-    ]
+            &["orders", "count"],
+        ),
+        hints: READ_ONLY,
+        mutating: false,
+    }]
 }
 
 fn accepted(id_field: &str) -> Value {

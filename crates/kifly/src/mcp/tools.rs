@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
 use super::schema::{self, Violation};
-use super::{carts, catalog, pending, platform};
+use super::{carts, catalog, checkout, pending, platform};
 use crate::app::App;
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -99,7 +99,8 @@ impl Registry {
         let mut defs = Vec::new();
         defs.extend(catalog::tools());
         defs.extend(carts::tools());
-        defs.extend(pending::checkout_tools());
+        defs.extend(checkout::tools());
+        defs.extend(pending::order_tools());
         defs.extend(platform::tools());
         defs.extend(pending::buyer_tools());
         let tools = defs
@@ -273,6 +274,8 @@ async fn dispatch(app: &App, caller: &Caller, name: &'static str, args: Value) -
         "get_cart" => carts::get_cart(app, caller, args).await,
         "set_shipping_address" => carts::set_shipping_address(app, caller, args).await,
         "get_platform_limits" => platform::get_platform_limits(app).await,
+        "checkout" => checkout::checkout(app, caller, args).await,
+        "order_status" => checkout::order_status(app, caller, args).await,
         other => pending::not_available(caller, other),
     }
 }

@@ -212,7 +212,11 @@ pub async fn get_cart(app: &App, caller: &Caller, cart_id: &str) -> ApiResult<Ca
     let cart = owned(app.store.get_cart(cart_id).await?, caller, cart_id)?;
     let seller = app.seller(&cart.seller_id).await?.ok_or_else(|| sellerless(&cart))?;
     app.audit.record(super::audit(caller, "cart.get", Some(cart_id)));
-    Ok(cart_view(&cart, &seller))
+    let mut view = cart_view(&cart, &seller);
+    if let (CartStatus::CheckoutPending, Some(order_id)) = (cart.status, &cart.order_id) {
+        view.checkout = app.store.get_order(order_id).await?.map(|o| super::checkout::open_session_view(&o));
+    }
+    Ok(view)
 }
 
 pub async fn add_item(

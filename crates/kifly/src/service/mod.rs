@@ -3,7 +3,9 @@
 
 pub mod carts;
 pub mod catalog;
+pub mod checkout;
 pub mod keys;
+pub mod webhooks;
 
 use kifly_store::AuditEntry;
 use serde::de::DeserializeOwned;

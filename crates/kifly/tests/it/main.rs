@@ -8,6 +8,7 @@ mod support;
 mod auth;
 mod carts;
 mod catalog;
+mod checkout;
 mod cli;
 mod cluster;
 mod errors;

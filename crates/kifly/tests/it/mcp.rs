@@ -36,9 +36,7 @@ const TOOLS: [&str; 18] = [
     "save_buyer_address",
 ];
 
-const PENDING: [&str; 10] = [
-    "checkout",
-    "order_status",
+const PENDING: [&str; 8] = [
     "list_orders",
     "submit_feedback",
     "request_feature",
@@ -866,8 +864,6 @@ async fn tools_without_a_service_yet_say_so_clearly() {
     let token = "kfb_live_abc123";
     let address = json!({"name": "Ada", "line1": "1 Main St", "city": "Austin", "region": "TX", "postal_code": "78701"});
     let calls = [
-        ("checkout", json!({"cart_id": cart, "email": "ada@example.com"})),
-        ("order_status", json!({"session_id": "cs_test_123"})),
         ("list_orders", json!({"buyer_token": token, "since": "2026-01-01T00:00:00Z", "limit": 5})),
         ("submit_feedback", json!({"category": "latency", "severity": "friction", "message": "slow search"})),
         (

@@ -94,6 +94,37 @@ impl TestApp {
         Self::with_config(|_| {}).await
     }
 
+    /// A test app that also listens on a loopback port, so the payment clients reach the built-in
+    /// sandbox over real HTTP and the sandbox's signed webhooks come back to the real endpoints.
+    pub async fn serving() -> TestApp {
+        Self::serving_with(|_| {}).await
+    }
+
+    pub async fn serving_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let t = Self::with_config(|config| {
+            config.bind = addr.to_string();
+            config.payments_sandbox = true;
+            config.rate_limit_anon = "off".into();
+            config.rate_limit_agent = "off".into();
+            tweak(config);
+        })
+        .await;
+        let router = t.router.clone();
+        tokio::spawn(async move {
+            let _ =
+                axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
+                    .await;
+        });
+        t
+    }
+
+    /// The base URL of a [`TestApp::serving`] app.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.app.config.bind)
+    }
+
     /// A test app whose config `tweak` adjusts (e.g. rate limits off).
     pub async fn with_config(tweak: impl FnOnce(&mut Config)) -> TestApp {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -112,7 +143,7 @@ impl TestApp {
                 .to_string()
         };
         let (network_key, seller_key) = (key_of("network key"), key_of("seller key"));
-        let app = App::new(store.clone(), config, secret);
+        let app = App::new(store.clone(), config, secret).expect("app");
         let router = kifly::http::router(app.clone());
         let [a, b, c, _] = ulid::Ulid::new().to_bytes()[10..14].try_into().expect("4 bytes");
         let client_addr = std::net::SocketAddr::from(([127, a, b, c.max(1)], 40000));
