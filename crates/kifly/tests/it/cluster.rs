@@ -42,6 +42,12 @@ struct Cluster {
 
 impl Cluster {
     async fn start(n: usize) -> Cluster {
+        Self::start_with(n, false).await
+    }
+
+    /// `share_stripe`: node 0 starts first, and the other nodes use its built-in Stripe sandbox as
+    /// their (configured) Stripe, as a real cluster shares one Stripe account.
+    async fn start_with(n: usize, share_stripe: bool) -> Cluster {
         let db = TempPostgres::create(&postgres_url()).await.expect("test database");
         let dir = tempfile::tempdir().expect("temp dir");
         let env = vec![
@@ -49,17 +55,31 @@ impl Cluster {
             ("KIFLY_REDIS_URL", redis_url()),
             ("KIFLY_SECRET_KEY", SECRET.to_string()),
         ];
-        // Nodes start together on an empty database: their migrations race and must not collide.
-        let nodes = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..n)
-                .map(|_| {
-                    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-                    let dir = dir.path();
-                    scope.spawn(move || Server::start_with_env(dir, &["--bind", "127.0.0.1:0"], &env))
-                })
-                .collect();
-            handles.into_iter().map(|h| h.join().expect("node started")).collect::<Vec<_>>()
-        });
+        let start_nodes = |count: usize, env: &[(&'static str, String)]| {
+            // Nodes start together: their migrations race and must not collide.
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..count)
+                    .map(|_| {
+                        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                        let dir = dir.path();
+                        scope.spawn(move || Server::start_with_env(dir, &["--bind", "127.0.0.1:0"], &env))
+                    })
+                    .collect();
+                handles.into_iter().map(|h| h.join().expect("node started")).collect::<Vec<_>>()
+            })
+        };
+        let nodes = if share_stripe {
+            let mut nodes = start_nodes(1, &env);
+            let sandbox = kifly::payments::sandbox_config(&kifly::config::Config::default(), SECRET);
+            let mut shared = env.clone();
+            shared.push(("KIFLY_STRIPE_SECRET_KEY", sandbox.stripe_secret_key));
+            shared.push(("KIFLY_STRIPE_WEBHOOK_SECRET", sandbox.stripe_webhook_secret));
+            shared.push(("KIFLY_STRIPE_BASE_URL", format!("{}/sandbox/stripe", nodes[0].base)));
+            nodes.extend(start_nodes(n - 1, &shared));
+            nodes
+        } else {
+            start_nodes(n, &env)
+        };
         let cluster_env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         kifly_with_env(dir.path(), &["catalog", "import", DEMO_CATALOG], &cluster_env).ok();
         let store = kifly_store::connect(&db.url).await.expect("store");
@@ -153,6 +173,117 @@ async fn cluster_one_idempotency_key_sent_to_three_nodes_has_one_effect() {
     assert_eq!(headers.get("idempotent-replayed").and_then(|v| v.to_str().ok()), Some("true"));
     assert!(carts.contains(replay["cart_id"].as_str().unwrap()));
     assert_eq!(c.audit_count("cart.create").await, 1, "exactly one cart was created");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs PostgreSQL and Redis; run by scripts/test.sh"]
+async fn cluster_concurrent_paid_checkouts_through_three_nodes_make_one_charge_and_one_order() {
+    let c = Arc::new(Cluster::start_with(3, true).await);
+    let key = c.key().await;
+    let post = reqwest::Method::POST;
+    let (_, _, cart) = c
+        .send(
+            0,
+            post.clone(),
+            "/api/agent/cart",
+            &key,
+            Some("c"),
+            Some(json!({"seller_handle": "trailhead-outfitters"})),
+        )
+        .await;
+    let cart = cart["cart_id"].as_str().expect("cart").to_string();
+    let variant = c
+        .store
+        .list_products(&Default::default())
+        .await
+        .expect("products")
+        .iter()
+        .flat_map(|p| p.variants.clone())
+        .find(|v| v.sku == "TH-ADJ-S-BLK")
+        .expect("sku")
+        .id;
+    c.send(
+        1,
+        post.clone(),
+        &format!("/api/agent/cart/{cart}/items"),
+        &key,
+        Some("i"),
+        Some(json!({"variant_id": variant})),
+    )
+    .await;
+    let address = json!({"name": "Ada", "line1": "1 Main St", "city": "Denver", "region": "CO", "postal_code": "80202"});
+    c.send(
+        2,
+        reqwest::Method::PUT,
+        &format!("/api/agent/cart/{cart}/shipping-address"),
+        &key,
+        Some("a"),
+        Some(address),
+    )
+    .await;
+    let path = format!("/api/agent/cart/{cart}/checkout");
+    let (status, headers, body) = c.send(1, post.clone(), &path, &key, Some("unpaid"), None).await;
+    assert_eq!(status, 402, "{body}");
+    // The wallet step: mint a shared payment token at the Stripe every node uses (node 0's sandbox).
+    let challenge = headers["www-authenticate"].to_str().unwrap().trim_start_matches("Payment ").to_string();
+    let mut params = serde_json::Map::new();
+    let mut rest = challenge.as_str();
+    while let Some((name, after)) = rest.split_once("=\"") {
+        let (value, tail) = after.split_once('"').unwrap();
+        params.insert(name.trim_start_matches([',', ' ']).to_string(), json!(value));
+        rest = tail;
+    }
+    let amount = body["details"]["amount_cents"].as_i64().unwrap();
+    let spt: Value = c.client
+        .post(c.url(0, "/sandbox/stripe/v1/test_helpers/shared_payment/granted_tokens"))
+        .basic_auth("sk_test_wallet", None::<&str>)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("payment_method=pm_card_visa&usage_limits%5Bcurrency%5D=usd&usage_limits%5Bmax_amount%5D={amount}&usage_limits%5Bexpires_at%5D=4102444800"))
+        .send().await.unwrap().json().await.unwrap();
+    use base64::Engine as _;
+    let credential = json!({"challenge": params, "payload": {"spt": spt["id"]}});
+    let auth = format!(
+        "Payment {}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(credential.to_string())
+    );
+
+    let mut tasks = Vec::new();
+    for i in 0..15 {
+        let (c, key, path, auth) = (c.clone(), key.clone(), path.clone(), auth.clone());
+        tasks.push(tokio::spawn(async move {
+            let response = c
+                .client
+                .post(c.url(i, &path))
+                .header("x-api-key", key)
+                .header("authorization", auth)
+                .header("idempotency-key", format!("pay-{}", i % 2))
+                .send()
+                .await
+                .expect("request");
+            let status = response.status().as_u16();
+            (status, response.json::<Value>().await.unwrap_or(Value::Null))
+        }));
+    }
+    let (mut intents, mut orders) = (std::collections::BTreeSet::new(), std::collections::BTreeSet::new());
+    for task in tasks {
+        let (status, body) = task.await.expect("task");
+        match status {
+            200 => {
+                intents.insert(body["payment_intent_id"].as_str().unwrap().to_string());
+                orders.insert(body["order_id"].as_str().unwrap().to_string());
+            }
+            409 => assert!(
+                ["cart_locked", "idempotency_in_progress"].contains(&body["error"].as_str().unwrap()),
+                "{body}"
+            ),
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    assert_eq!((intents.len(), orders.len()), (1, 1), "{intents:?} {orders:?}");
+    let order = c.store.get_order(orders.first().unwrap()).await.unwrap().unwrap();
+    assert_eq!(order.status, kifly_store::OrderStatus::Paid);
+    assert_eq!(order.payment_reference.as_ref(), intents.first());
+    assert_eq!(c.audit_count("checkout.mpp").await, 1, "one order was started");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
