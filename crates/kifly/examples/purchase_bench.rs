@@ -73,14 +73,12 @@ async fn variant_id(client: &Client) -> String {
     fn find(value: &Value) -> Option<String> {
         match value {
             Value::Object(map) => {
-                if map.values().any(|v| v.as_str() == Some(SKU_VARIANT_QUERY)) {
-                    return map
-                        .values()
-                        .filter_map(Value::as_str)
-                        .find(|v| v.starts_with("var_"))
-                        .map(str::to_string);
+                let here = map.values().any(|v| v.as_str() == Some(SKU_VARIANT_QUERY));
+                let id = map.values().filter_map(Value::as_str).find(|v| v.starts_with("var_"));
+                match (here, id) {
+                    (true, Some(id)) => Some(id.to_string()),
+                    _ => map.values().find_map(find),
                 }
-                map.values().find_map(find)
             }
             Value::Array(items) => items.iter().find_map(find),
             _ => None,

@@ -136,11 +136,14 @@ pub async fn agent_checkout(
         Err(reason) => (AgentPayment::None, Some(reason)),
     };
     if matches!(payment, AgentPayment::None) && malformed.is_none() {
-        // Only a challenge (or a handoff) can come of it: nothing to claim, nothing stored.
-        return match checkout::agent_checkout(&app, &caller, &cart_id, payment, None).await {
-            Ok((_, status, value)) => (status, Json(value)).into_response(),
-            Err(e) => e.into_response(),
-        };
+        // The common first call: a challenge (or a handoff) has no side effect, so it needs no
+        // idempotency record. Any other answer (e.g. the cart was paid under this very key) goes
+        // through the idempotent path below, which replays a stored outcome.
+        match checkout::agent_checkout(&app, &caller, &cart_id, AgentPayment::None, None).await {
+            Ok((_, status, value)) => return (status, Json(value)).into_response(),
+            Err(e) if e.status == StatusCode::PAYMENT_REQUIRED => return e.into_response(),
+            Err(_) => {}
+        }
     }
     let scope = request.scope(&caller);
     let outcome = run_once_leased_steps(&app, scope, &request.fingerprint, {

@@ -827,13 +827,11 @@ fn x402_session(payer: &str, nonce: &str) -> String {
     format!("x402:{}:{}", payer.to_ascii_lowercase(), nonce.to_ascii_lowercase())
 }
 
-/// A retried or recovered agent payment: a paid order answers as before; a pending one settles again
-/// with its stored credential and the same provider idempotency key.
+/// A retried agent payment whose order is still pending (after a provider failure) settles again
+/// with its stored credential and the same provider idempotency key. Once the order is paid the
+/// challenge is spent: only the request's own Idempotency-Key replays the 200 (handled before this).
 async fn resume(app: &App, order: Order, seller: &Seller) -> AgentCheckoutResult {
     if order.status != OrderStatus::PendingPayment {
-        if matches!(order.status, OrderStatus::Paid | OrderStatus::Shipped | OrderStatus::Delivered) {
-            return Ok((app.store.begin_write().await?, StatusCode::OK, paid_view(&order, seller, None)));
-        }
         return Err(ApiError::cart_already_completed());
     }
     settle_pending(app, order, seller).await

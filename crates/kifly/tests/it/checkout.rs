@@ -137,12 +137,11 @@ async fn checkout_checks_come_in_the_contract_order_with_their_codes() {
     let key = &t.network_key;
     let other = t.create_key(None, &kifly_core::scope::Scope::ALL).await;
     let cart = t.cart(key, SELLER).await;
-    let path = format!("/api/agent/cart/{cart}/checkout");
-    let idem = [("idempotency-key", "k1")];
+    let fresh = || ulid::Ulid::new().to_string();
 
     // Not the caller's cart: reported like a missing one.
-    t.send(Method::POST, &path, Some(&other), &idem, None).await.assert_error(404, "cart_not_found");
-    t.send(Method::POST, &path, Some(key), &idem, None).await.assert_error(400, "cart_empty");
+    agent_checkout(&t, &other, &cart, &fresh(), &[]).await.assert_error(404, "cart_not_found");
+    agent_checkout(&t, key, &cart, &fresh(), &[]).await.assert_error(400, "cart_empty");
     let jacket = t.variant("TH-BCX4").await; // $599 tent, 3 in stock
     t.write(
         Method::POST,
@@ -152,17 +151,14 @@ async fn checkout_checks_come_in_the_contract_order_with_their_codes() {
     )
     .await
     .assert_ok(200);
-    t.send(Method::POST, &path, Some(key), &idem, None).await.assert_error(400, "shipping_address_required");
+    agent_checkout(&t, key, &cart, &fresh(), &[]).await.assert_error(400, "shipping_address_required");
 
     // Coverage: a bay-area seller does not deliver to Texas.
     let bay = ready_cart(&t, key, "bay-clothing-district", "BCD-CCT-XS-WHT", 1).await;
     t.write(Method::PUT, &format!("/api/agent/cart/{bay}/shipping-address"), key, address("Austin", "TX"))
         .await
         .assert_ok(200);
-    let e = t
-        .send(Method::POST, &format!("/api/agent/cart/{bay}/checkout"), Some(key), &idem, None)
-        .await
-        .assert_error(400, "delivery_not_available");
+    let e = agent_checkout(&t, key, &bay, &fresh(), &[]).await.assert_error(400, "delivery_not_available");
     assert_eq!(e["details"]["coverage"]["states"], json!(["CA", "OR", "WA"]), "{e}");
     assert_eq!(e["details"]["address"]["region"], "TX");
 
@@ -170,20 +166,14 @@ async fn checkout_checks_come_in_the_contract_order_with_their_codes() {
     t.write(Method::PUT, &format!("/api/agent/cart/{cart}/shipping-address"), key, address("Denver", "CO"))
         .await
         .assert_ok(200);
-    let e = t
-        .send(Method::POST, &path, Some(key), &idem, None)
-        .await
-        .assert_error(400, "cart_total_exceeds_limit");
+    let e = agent_checkout(&t, key, &cart, &fresh(), &[]).await.assert_error(400, "cart_total_exceeds_limit");
     assert_eq!(e["details"]["max_cents"], 100_000);
     assert_eq!(e["details"]["total_cents"], 2 * 59_900 + 599);
     assert_eq!(e["max_cents"], 100_000);
 
     // Stock: 1 left of this variant, 2 asked.
     let shoe = ready_cart(&t, key, SELLER, "TH-RTR-12-MOS", 2).await;
-    let e = t
-        .send(Method::POST, &format!("/api/agent/cart/{shoe}/checkout"), Some(key), &idem, None)
-        .await
-        .assert_error(409, "out_of_stock");
+    let e = agent_checkout(&t, key, &shoe, &fresh(), &[]).await.assert_error(409, "out_of_stock");
     assert_eq!(e["details"]["available"], 1);
 
     // The same checks on the hosted rail.
@@ -272,8 +262,14 @@ async fn mpp_challenge_has_no_side_effect_and_the_paid_retry_charges_once() {
     assert_eq!(again.header("idempotent-replayed"), Some("true"));
     assert_eq!(again.assert_ok(200)["order_id"], order_id);
     assert!(again.header("payment-receipt").is_some());
-    let other_key = agent_checkout(&t, &key, &cart, "pay-2", &[("authorization", &auth)]).await;
-    assert_eq!(other_key.assert_ok(200)["payment_intent_id"], pi);
+    // The challenge is spent: under another key the same credential is refused, without a charge.
+    agent_checkout(&t, &key, &cart, "pay-2", &[("authorization", &auth)])
+        .await
+        .assert_error(409, "cart_already_completed");
+    // The unpaid first call, retried with the key the payment used, replays the payment too.
+    let replay = agent_checkout(&t, &key, &cart, "pay-1", &[]).await;
+    assert_eq!(replay.header("idempotent-replayed"), Some("true"));
+    assert_eq!(replay.assert_ok(200)["payment_intent_id"], pi);
     assert_eq!(stock(&t, "TH-ADJ-S-BLK").await, Some(stock_before - 2));
 
     // The cart is done; more changes are refused.
@@ -367,21 +363,25 @@ async fn twenty_parallel_paid_retries_make_one_payment_intent_and_one_order() {
         let idem = if i % 2 == 0 { "shared".to_string() } else { format!("own-{i}") };
         tasks.push(tokio::spawn(async move {
             let r = agent_checkout(&t, &key, &cart, &idem, &[("authorization", &auth)]).await;
-            (r.status.as_u16(), r.json())
+            (idem, r.status.as_u16(), r.json())
         }));
     }
     let mut intents = HashSet::new();
     let mut orders = HashSet::new();
+    let mut winning_keys = HashSet::new();
     for task in tasks {
-        let (status, body) = task.await.expect("task");
+        let (idem, status, body) = task.await.expect("task");
         match status {
             200 => {
+                winning_keys.insert(idem);
                 intents.insert(body["payment_intent_id"].as_str().unwrap().to_string());
                 orders.insert(body["order_id"].as_str().unwrap().to_string());
             }
-            // A concurrent attempt finds the cart locked or the key in flight: retry-able, not a charge.
+            // A concurrent attempt finds the cart locked, the key in flight, or (under its own key,
+            // after the payment) the challenge spent: none of them is a charge.
             409 => assert!(
-                ["cart_locked", "idempotency_in_progress"].contains(&body["error"].as_str().unwrap()),
+                ["cart_locked", "idempotency_in_progress", "cart_already_completed"]
+                    .contains(&body["error"].as_str().unwrap()),
                 "{body}"
             ),
             other => panic!("unexpected {other}: {body}"),
@@ -389,9 +389,14 @@ async fn twenty_parallel_paid_retries_make_one_payment_intent_and_one_order() {
     }
     assert_eq!(intents.len(), 1, "{intents:?}");
     assert_eq!(orders.len(), 1, "{orders:?}");
-    // Every retry now answers with that one order.
-    let r = agent_checkout(&t, &key, &cart, "late", &[("authorization", &auth)]).await;
+    // The key that paid replays that one order; a new key finds the challenge spent.
+    let winner = winning_keys.iter().next().expect("a winner");
+    let r = agent_checkout(&t, &key, &cart, winner, &[("authorization", &auth)]).await;
+    assert_eq!(r.header("idempotent-replayed"), Some("true"));
     assert!(orders.contains(r.assert_ok(200)["order_id"].as_str().unwrap()));
+    agent_checkout(&t, &key, &cart, "late", &[("authorization", &auth)])
+        .await
+        .assert_error(409, "cart_already_completed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -830,7 +835,9 @@ async fn provider_failure_after_charging_is_recovered_by_the_retry_without_a_sec
     // The sandbox is reachable with the sandbox client of the first app.
     assert!(intent.is_ok(), "{intent:?}");
     assert_eq!(order(&t, &key, body["order_id"].as_str().unwrap()).await["status"], "paid");
-    // One PaymentIntent for this challenge: a third attempt replays, still the same one.
-    let (status, _, again) = send("pay-other-key", Some(credential(&params, &spt))).await;
+    // The same key replays; the challenge is spent for any other.
+    let (status, _, again) = send("pay", Some(credential(&params, &spt))).await;
     assert_eq!((status, &again["payment_intent_id"]), (200, &json!(pi)));
+    let (status, _, again) = send("pay-other-key", Some(credential(&params, &spt))).await;
+    assert_eq!((status, again["error"].as_str()), (409, Some("cart_already_completed")));
 }

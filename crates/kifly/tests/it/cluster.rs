@@ -273,7 +273,8 @@ async fn cluster_concurrent_paid_checkouts_through_three_nodes_make_one_charge_a
                 orders.insert(body["order_id"].as_str().unwrap().to_string());
             }
             409 => assert!(
-                ["cart_locked", "idempotency_in_progress"].contains(&body["error"].as_str().unwrap()),
+                ["cart_locked", "idempotency_in_progress", "cart_already_completed"]
+                    .contains(&body["error"].as_str().unwrap()),
                 "{body}"
             ),
             other => panic!("unexpected {other}: {body}"),
