@@ -16,8 +16,6 @@ import json
 import sys
 import uuid
 
-import httpx
-
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
@@ -125,7 +123,7 @@ async def flow(url, key):
             check(order["status"] == "pending_payment", f"order: {order}")
             step(f"checkout: {checkout['payment_rail']} session {checkout['session_id']}, order pending_payment")
 
-            async with httpx.AsyncClient() as web:
+            async with create_mcp_http_client() as web:  # the SDK's own HTTP client, as a browser would post
                 paid = await web.post(checkout["payment_url"].rstrip("/") + "/pay", follow_redirects=False)
                 check(paid.status_code < 400, f"sandbox pay page answered {paid.status_code}: {paid.text[:200]}")
             for _ in range(50):
