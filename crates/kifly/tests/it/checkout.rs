@@ -486,6 +486,29 @@ async fn x402_pays_once_per_signed_authorization() {
 }
 
 #[tokio::test]
+async fn x402_v1_clients_pay_with_x_payment() {
+    let t = TestApp::serving().await;
+    let key = t.network_key.clone();
+    let cart = ready_cart(&t, &key, SELLER, "TH-ADJ-S-GLB", 1).await;
+    let challenge = agent_checkout(&t, &key, &cart, "v1-unpaid", &[]).await;
+    // v1 clients read the requirements from the body.
+    let body = challenge.assert_error(402, "payment_required");
+    assert_eq!(body["x402Version"], 1);
+    assert_eq!(body["accepts"][0]["network"], "base-sepolia");
+    assert_eq!(body["accepts"][0]["maxAmountRequired"], ((18_900 + 599) * 10_000).to_string());
+    let (_, v2) = sign_x402(&challenge);
+    let v1 = kifly_payments::x402::PaymentPayloadV1 {
+        x402_version: 1,
+        scheme: "exact".into(),
+        network: "base-sepolia".into(),
+        payload: v2.payload,
+    };
+    let r = agent_checkout(&t, &key, &cart, "v1-pay", &[("x-payment", &x402::encode_header(&v1))]).await;
+    assert_eq!(r.assert_ok(200)["payment_rail"], "x402");
+    assert!(r.header("x-payment-response").is_some());
+}
+
+#[tokio::test]
 async fn x402_payment_while_x402_is_off_is_refused() {
     let t = TestApp::new().await; // no sandbox, no payee: x402 off
     let key = t.network_key.clone();
@@ -549,23 +572,42 @@ async fn stripe_checkout_locks_the_cart_until_the_verified_webhook_marks_it_paid
     assert!(o["payment_reference"].as_str().is_some_and(|p| p.starts_with("pi_")), "{o}");
     assert_eq!(cart_json(&t, &key, &cart).await["status"], "completed");
 
-    // Fulfilment: ship with tracking, then deliver.
+    // Fulfilment through the CLI, on the same database: ship with tracking, then deliver.
     let order_id = o["order_id"].as_str().unwrap();
-    let shipment = kifly_store::Shipment {
-        carrier: Some("UPS".into()),
-        tracking_number: Some("1Z999".into()),
-        tracking_url: Some("https://ups.example/1Z999".into()),
-    };
-    kifly::service::checkout::ship_order(t.store.as_ref(), order_id, shipment).await.expect("ship");
+    let db = t.app.config.database_url();
+    let env = [("KIFLY_DATABASE_URL", db.as_str())];
+    let cli = |args: &[&str]| crate::process::kifly_with_env(t.dir.path(), args, &env);
+    let err = cli(&["orders", "deliver", "order_01JXXXXXXXXXXXXXXXXXXXXXXX"]).fails();
+    assert!(err.contains("no order"), "{err}");
+    let args = [
+        "orders",
+        "ship",
+        order_id,
+        "--carrier",
+        "UPS",
+        "--tracking-number",
+        "1Z999",
+        "--tracking-url",
+        "https://ups.example/1Z999",
+    ];
+    assert!(cli(&args).ok().stdout.contains("is shipped"));
     let o = order(&t, &key, order_id).await;
     assert_eq!(
-        (o["status"].as_str(), o["carrier"].as_str(), o["tracking_number"].as_str()),
-        (Some("shipped"), Some("UPS"), Some("1Z999"))
+        (
+            o["status"].as_str(),
+            o["carrier"].as_str(),
+            o["tracking_number"].as_str(),
+            o["tracking_url"].as_str()
+        ),
+        (Some("shipped"), Some("UPS"), Some("1Z999"), Some("https://ups.example/1Z999"))
     );
-    kifly::service::checkout::deliver_order(t.store.as_ref(), order_id).await.expect("deliver");
+    cli(&["orders", "deliver", order_id]).ok();
     let o = order(&t, &key, order_id).await;
     assert_eq!(o["status"], "delivered");
     assert!(o["delivered_at"].is_string() && o["shipped_at"].is_string());
+    // Delivered is final.
+    let err = cli(&["orders", "ship", order_id]).fails();
+    assert!(err.contains("delivered"), "{err}");
 }
 
 #[tokio::test]
