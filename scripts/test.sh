@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, on every backend Kifly supports:
-#   1. every crate's tests on the embedded default (SQLite, in-process rate limits);
+#   1. every crate's tests on the embedded default (SQLite, in-process rate limits), then the mail
+#      tests against a real SMTP server (PyPI aiosmtpd, installed once by scripts/smtpd.sh);
 #   2. the storage conformance suite and the HTTP/CLI suite on PostgreSQL;
 #   3. the HTTP/CLI suite on PostgreSQL + Redis, with the three-node cluster tests;
 #   4. the PostgreSQL outage test, alone (it stops and restarts the local PostgreSQL).
@@ -14,6 +15,11 @@ REDIS=${KIFLY_TEST_REDIS:-redis://127.0.0.1:6379}
 
 echo "== 1/4 sqlite"
 cargo test --workspace --locked "$@"
+# The mail tests that need a real SMTP server (PyPI aiosmtpd, installed once into .ci/cache).
+KIFLY_TEST_SMTPD_PYTHON=$(scripts/smtpd.sh)
+export KIFLY_TEST_SMTPD_PYTHON
+cargo test --workspace --locked --lib "$@" -- --ignored mail::
+cargo test --workspace --locked --test it "$@" -- --ignored smtp_
 if [ "${KIFLY_TEST_MATRIX:-all}" = sqlite ]; then exit 0; fi
 
 echo "== 2/4 postgres"

@@ -13,6 +13,11 @@ pub enum IdKind {
     ApiKey,
     Audit,
     Request,
+    Buyer,
+    BuyerToken,
+    Mail,
+    Feedback,
+    FeatureRequest,
 }
 
 impl IdKind {
@@ -27,6 +32,11 @@ impl IdKind {
             IdKind::ApiKey => "key",
             IdKind::Audit => "aud",
             IdKind::Request => "req",
+            IdKind::Buyer => "buyer",
+            IdKind::BuyerToken => "btok",
+            IdKind::Mail => "mail",
+            IdKind::Feedback => "fb",
+            IdKind::FeatureRequest => "fr",
         }
     }
 }

@@ -126,6 +126,28 @@ pub trait Store: Send + Sync + 'static {
     async fn list_overdue_orders(&self, now: i64, limit: i64) -> StoreResult<Vec<Order>>;
     /// Counts a click on a tracked link and returns its target and the click count so far.
     async fn follow_link(&self, code: &str) -> StoreResult<Option<(String, i64)>>;
+
+    // Buyers, mail, feedback.
+    /// The buyer behind a live buyer token (by its keyed hash).
+    async fn get_buyer_by_token(&self, token_hash: &str) -> StoreResult<Option<Buyer>>;
+    /// A buyer's orders changed after `since`, newest first.
+    async fn list_buyer_orders(&self, buyer: &Buyer, since: i64, limit: i64) -> StoreResult<Vec<Order>>;
+    /// Revokes every token of the buyer with this e-mail; returns how many were live.
+    async fn revoke_buyer_tokens(&self, email: &str, now: i64) -> StoreResult<u64>;
+    /// Claims up to `limit` due mails for `lease_ms` (several workers never get the same mail).
+    async fn claim_mail(&self, now: i64, lease_ms: i64, limit: i64) -> StoreResult<Vec<OutboxMail>>;
+    /// Records an attempt: sent; or not sent, to retry at `retry_at` (`None`: failed for good).
+    async fn finish_mail(
+        &self,
+        id: &str,
+        sent: bool,
+        retry_at: Option<i64>,
+        error: Option<&str>,
+        now: i64,
+    ) -> StoreResult<()>;
+    /// The newest mails, any status.
+    async fn list_mail(&self, limit: i64) -> StoreResult<Vec<OutboxMail>>;
+    async fn list_feedback(&self, limit: i64) -> StoreResult<Vec<FeedbackEntry>>;
 }
 
 /// One write transaction. Dropping it without [`StoreTx::commit`] rolls everything back.
@@ -223,6 +245,39 @@ pub trait StoreTx: Send {
         cart_id: Option<&str>,
         now: i64,
     ) -> StoreResult<()>;
+    // Buyers, mail, feedback.
+    async fn get_buyer_by_email(&mut self, email: &str) -> StoreResult<Option<Buyer>>;
+    /// Creates the buyer unless the e-mail address has one; `false` then.
+    async fn insert_buyer(&mut self, id: &str, email: &str, name: &str, now: i64) -> StoreResult<bool>;
+    async fn mark_buyer_verified(&mut self, buyer_id: &str, now: i64) -> StoreResult<()>;
+    async fn set_buyer_address(
+        &mut self,
+        buyer_id: &str,
+        address: &kifly_core::address::ShippingAddress,
+        now: i64,
+    ) -> StoreResult<()>;
+    /// Replaces the address's one-time code (attempts start again at 0).
+    async fn set_buyer_code(
+        &mut self,
+        email: &str,
+        code_hash: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> StoreResult<()>;
+    /// Counts an attempt on the address's code and returns it after counting.
+    async fn attempt_buyer_code(&mut self, email: &str) -> StoreResult<Option<BuyerCode>>;
+    async fn delete_buyer_code(&mut self, email: &str) -> StoreResult<()>;
+    async fn insert_buyer_token(
+        &mut self,
+        id: &str,
+        token_hash: &str,
+        buyer_id: &str,
+        api_key_id: &str,
+        now: i64,
+    ) -> StoreResult<()>;
+    /// Queues a mail; the outbox worker sends it after commit.
+    async fn enqueue_mail(&mut self, mail: &NewMail, now: i64) -> StoreResult<()>;
+    async fn insert_feedback(&mut self, entry: &FeedbackEntry) -> StoreResult<()>;
     async fn commit(self: Box<Self>) -> StoreResult<()>;
 }
 

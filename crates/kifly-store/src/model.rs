@@ -302,6 +302,8 @@ pub struct NewOrder {
     pub expires_at: Option<i64>,
     /// See the `orders.settlement_credential` column.
     pub settlement_credential: Option<String>,
+    /// The buyer account the order belongs to (a buyer token was given at checkout).
+    pub buyer_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -331,6 +333,7 @@ pub struct Order {
     pub delivered_at: Option<i64>,
     pub closed_at: Option<i64>,
     pub settlement_credential: Option<String>,
+    pub buyer_id: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -358,4 +361,63 @@ pub struct OutOfStock {
     pub variant_id: String,
     pub requested: i64,
     pub available: i64,
+}
+
+/// A buyer account: created by `register_buyer`, verified by a one-time code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Buyer {
+    pub id: String,
+    /// Normalised (trimmed, lower-case).
+    pub email: String,
+    pub name: String,
+    pub default_address: Option<ShippingAddress>,
+    pub verified_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// The live one-time code of an e-mail address (hashed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuyerCode {
+    pub email: String,
+    pub code_hash: String,
+    pub attempts: i64,
+    pub expires_at: i64,
+}
+
+/// A mail to send, as queued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMail {
+    pub id: String,
+    pub recipient: String,
+    pub subject: String,
+    pub body: String,
+}
+
+/// A queued mail claimed for sending.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxMail {
+    pub id: String,
+    pub recipient: String,
+    pub subject: String,
+    pub body: String,
+    /// Including this one.
+    pub attempts: i64,
+    pub status: String,
+    pub last_error: Option<String>,
+}
+
+/// Agent feedback or a buyer's feature request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedbackEntry {
+    pub id: String,
+    /// `feedback` or `feature_request`.
+    pub kind: String,
+    pub api_key_id: String,
+    pub buyer_id: Option<String>,
+    pub category: String,
+    pub severity: String,
+    /// JSON of the submitted fields.
+    pub content: String,
+    pub created_at: i64,
 }

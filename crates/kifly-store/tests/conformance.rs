@@ -748,6 +748,7 @@ async fn new_order(
         email: None,
         expires_at: Some(T0 + 1000),
         settlement_credential: Some("spt_secret".into()),
+        buyer_id: None,
     }
 }
 
@@ -880,4 +881,95 @@ async fn payment_events_are_recorded_once_and_links_count_clicks() {
     assert_eq!(store.follow_link("abc123").await.unwrap(), Some(("https://bean.example/kite".into(), 1)));
     assert_eq!(store.follow_link("abc123").await.unwrap().map(|l| l.1), Some(2));
     assert_eq!(store.follow_link("nope").await.unwrap(), None);
+}
+
+// --- buyers, mail, feedback ----------------------------------------------------------------------
+
+#[tokio::test]
+async fn buyers_are_unique_per_email_and_codes_count_attempts() {
+    let (store, _guard) = open_store().await;
+    let mut tx = store.begin_write().await.unwrap();
+    assert!(tx.insert_buyer("buyer_1", "ada@example.com", "Ada", T0).await.unwrap());
+    assert!(
+        !tx.insert_buyer("buyer_2", "ada@example.com", "Eve", T0).await.unwrap(),
+        "one account per address"
+    );
+    tx.set_buyer_code("ada@example.com", "hash1", T0 + 600, T0).await.unwrap();
+    tx.commit().await.unwrap();
+    let mut tx = store.begin_write().await.unwrap();
+    assert_eq!(tx.attempt_buyer_code("ada@example.com").await.unwrap().unwrap().attempts, 1);
+    assert_eq!(tx.attempt_buyer_code("ada@example.com").await.unwrap().unwrap().attempts, 2);
+    assert!(tx.attempt_buyer_code("bob@example.com").await.unwrap().is_none());
+    // A new code starts over.
+    tx.set_buyer_code("ada@example.com", "hash2", T0 + 900, T0 + 1).await.unwrap();
+    let code = tx.attempt_buyer_code("ada@example.com").await.unwrap().unwrap();
+    assert_eq!((code.code_hash.as_str(), code.attempts, code.expires_at), ("hash2", 1, T0 + 900));
+    tx.insert_buyer_token("btok_1", "tokhash", "buyer_1", "key_agent", T0).await.unwrap();
+    tx.set_buyer_address("buyer_1", &address(), T0 + 2).await.unwrap();
+    tx.commit().await.unwrap();
+    let buyer = store.get_buyer_by_token("tokhash").await.unwrap().unwrap();
+    assert_eq!((buyer.name.as_str(), buyer.default_address), ("Ada", Some(address())));
+    assert_eq!(store.revoke_buyer_tokens("ada@example.com", T0 + 3).await.unwrap(), 1);
+    assert!(store.get_buyer_by_token("tokhash").await.unwrap().is_none(), "revoked");
+}
+
+#[tokio::test]
+async fn outbox_mail_is_claimed_once_retried_and_finished() {
+    let (store, _guard) = open_store().await;
+    let mut tx = store.begin_write().await.unwrap();
+    for i in 0..3 {
+        let mail = NewMail {
+            id: format!("mail_{i}"),
+            recipient: "ada@example.com".into(),
+            subject: "s".into(),
+            body: "b".into(),
+        };
+        tx.enqueue_mail(&mail, T0 + i).await.unwrap();
+    }
+    tx.commit().await.unwrap();
+    let first = store.claim_mail(T0 + 10, 60_000, 2).await.unwrap();
+    let mut ids: Vec<&str> = first.iter().map(|m| m.id.as_str()).collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["mail_0", "mail_1"], "the two that were due first");
+    let second = store.claim_mail(T0 + 10, 60_000, 10).await.unwrap();
+    assert_eq!(
+        second.iter().map(|m| m.id.as_str()).collect::<Vec<_>>(),
+        ["mail_2"],
+        "leased mail is not claimed twice"
+    );
+    store.finish_mail("mail_0", true, None, None, T0 + 11).await.unwrap();
+    store.finish_mail("mail_1", false, Some(T0 + 1000), Some("connection refused"), T0 + 11).await.unwrap();
+    store.finish_mail("mail_2", false, None, Some("550 no such user"), T0 + 11).await.unwrap();
+    assert!(store.claim_mail(T0 + 500, 60_000, 10).await.unwrap().is_empty(), "not due yet");
+    let retried = store.claim_mail(T0 + 1000, 60_000, 10).await.unwrap();
+    assert_eq!((retried[0].id.as_str(), retried[0].attempts), ("mail_1", 2));
+    // An expired lease lets another worker take the mail over.
+    let taken_over = store.claim_mail(T0 + 1000 + 60_001, 60_000, 10).await.unwrap();
+    assert_eq!(taken_over.len(), 1);
+    let all = store.list_mail(10).await.unwrap();
+    let status = |id: &str| all.iter().find(|m| m.id == id).unwrap().status.clone();
+    assert_eq!((status("mail_0"), status("mail_2")), ("sent".to_string(), "failed".to_string()));
+}
+
+#[tokio::test]
+async fn feedback_is_listed_newest_first() {
+    let (store, _guard) = open_store().await;
+    let mut tx = store.begin_write().await.unwrap();
+    for (i, kind) in ["feedback", "feature_request"].iter().enumerate() {
+        tx.insert_feedback(&FeedbackEntry {
+            id: format!("fb_{i}"),
+            kind: (*kind).into(),
+            api_key_id: "key_agent".into(),
+            buyer_id: None,
+            category: "other".into(),
+            severity: "friction".into(),
+            content: "{}".into(),
+            created_at: T0 + i as i64,
+        })
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+    let listed = store.list_feedback(10).await.unwrap();
+    assert_eq!(listed.iter().map(|f| f.id.as_str()).collect::<Vec<_>>(), ["fb_1", "fb_0"]);
 }

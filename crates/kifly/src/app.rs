@@ -38,6 +38,10 @@ pub struct AppInner {
     pub search: crate::search::SearchEngine,
     /// Payment provider clients (real or sandbox) and the MPP challenge signer.
     pub payments: crate::payments::Payments,
+    /// Sends what the mail outbox holds (SMTP, or the log).
+    pub mailer: Arc<dyn crate::mail::Mailer>,
+    /// Wakes this node's outbox worker after a request queued mail.
+    pub outbox: crate::outbox::OutboxSignal,
     pub config: Config,
 }
 
@@ -54,6 +58,7 @@ impl App {
     /// clients reach the built-in sandbox there). Fails only on an unusable payment configuration.
     pub fn new(store: Arc<dyn Store>, config: Config, secret: String) -> Result<App, String> {
         let payments = crate::payments::Payments::from_config(&config, &secret)?;
+        let mailer = crate::outbox::mailer_from_config(&config)?;
         let rates = Rates {
             agent: config.rate("rate_limit_agent"),
             mcp: config.rate("rate_limit_mcp"),
@@ -72,6 +77,8 @@ impl App {
         Ok(App(Arc::new(AppInner {
             audit: AuditSink::spawn(store.clone()),
             payments,
+            mailer,
+            outbox: crate::outbox::OutboxSignal::default(),
             search: crate::search::SearchEngine::new(
                 store.clone(),
                 crate::search::embedder_from_config(&config),

@@ -53,6 +53,12 @@ enum Command {
     /// Fulfil orders: ship and deliver.
     #[command(subcommand)]
     Orders(OrdersCommand),
+    /// Agent feedback and buyers' feature requests.
+    #[command(subcommand)]
+    Feedback(ListCommand),
+    /// The mail outbox (one-time codes): what was sent, what waits, what failed.
+    #[command(subcommand)]
+    Mail(ListCommand),
     /// Print the effective configuration (secrets redacted).
     Config,
 }
@@ -89,6 +95,17 @@ enum KeysCommand {
     },
     /// Revoke a key by id.
     Revoke { id: String },
+}
+
+#[derive(Subcommand)]
+enum ListCommand {
+    /// Newest first.
+    List {
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -183,6 +200,41 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
             Ok(())
         }
         Command::Serve(args) => serve(config, args.demo).await,
+        Command::Feedback(ListCommand::List { limit, json }) => {
+            let store = open_store(&config).await?;
+            for entry in store.list_feedback(limit).await.map_err(|e| e.to_string())? {
+                if json {
+                    let content: serde_json::Value = serde_json::from_str(&entry.content).unwrap_or_default();
+                    let line = json!({"id": entry.id, "kind": entry.kind, "category": entry.category,
+                        "severity": entry.severity, "api_key_id": entry.api_key_id, "buyer_id": entry.buyer_id,
+                        "created_at": crate::app::rfc3339(entry.created_at), "content": content});
+                    println!("{line}");
+                } else {
+                    println!(
+                        "{}  {}  {}/{}  {}",
+                        crate::app::rfc3339(entry.created_at),
+                        entry.kind,
+                        entry.category,
+                        entry.severity,
+                        entry.content
+                    );
+                }
+            }
+            Ok(())
+        }
+        Command::Mail(ListCommand::List { limit, json }) => {
+            let store = open_store(&config).await?;
+            for mail in store.list_mail(limit).await.map_err(|e| e.to_string())? {
+                if json {
+                    let line = json!({"id": mail.id, "to": mail.recipient, "subject": mail.subject,
+                        "status": mail.status, "attempts": mail.attempts, "last_error": mail.last_error});
+                    println!("{line}");
+                } else {
+                    println!("{}  {}  {}  {}", mail.id, mail.status, mail.recipient, mail.subject);
+                }
+            }
+            Ok(())
+        }
         Command::Orders(cmd) => {
             let store = open_store(&config).await?;
             let order = match cmd {

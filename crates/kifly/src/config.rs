@@ -70,6 +70,15 @@ pub struct Config {
     pub checkout_expiry_minutes: u32,
     /// How long an MPP / x402 challenge stays valid, in seconds.
     pub payment_challenge_seconds: u32,
+    /// SMTP server for buyer mail; unset keeps mail in the database outbox and prints it to the log.
+    pub smtp_host: Option<String>,
+    pub smtp_port: u16,
+    /// `starttls` (default), `tls` (implicit TLS, usually port 465) or `none` (loopback/tests only).
+    pub smtp_tls: String,
+    pub smtp_username: Option<String>,
+    pub smtp_password: Option<String>,
+    /// The `From` of buyer mail.
+    pub mail_from: String,
 }
 
 impl Default for Config {
@@ -102,6 +111,12 @@ impl Default for Config {
             x402_facilitator_url: None,
             checkout_expiry_minutes: 30,
             payment_challenge_seconds: 300,
+            smtp_host: None,
+            smtp_port: 587,
+            smtp_tls: "starttls".into(),
+            smtp_username: None,
+            smtp_password: None,
+            mail_from: "Kifly <no-reply@kifly.localhost>".into(),
         }
     }
 }
@@ -284,6 +299,18 @@ impl Config {
                 self.payment_challenge_seconds
             )));
         }
+        if !matches!(self.smtp_tls.as_str(), "none" | "starttls" | "tls") {
+            return Err(ConfigError(format!(
+                "smtp_tls = {:?}: expected starttls, tls or none",
+                self.smtp_tls
+            )));
+        }
+        if self.smtp_username.is_some() != self.smtp_password.is_some() {
+            return Err(ConfigError("smtp_username / smtp_password: set both or neither".into()));
+        }
+        if !self.mail_from.contains('@') {
+            return Err(ConfigError(format!("mail_from = {:?}: expected an e-mail address", self.mail_from)));
+        }
         if self.mcp_allowed_hosts.is_empty() {
             return Err(ConfigError(
                 "mcp_allowed_hosts: list at least one host (e.g. localhost,127.0.0.1), or * for any".into(),
@@ -367,6 +394,7 @@ impl fmt::Display for Config {
             &mut shown.stripe_webhook_secret,
             &mut shown.coinbase_api_key,
             &mut shown.coinbase_webhook_secret,
+            &mut shown.smtp_password,
         ] {
             if secret.is_some() {
                 *secret = Some("***".into());

@@ -166,6 +166,17 @@ impl Idempotent {
         outcome_response(run_once(app, scope, &self.fingerprint, self.body, op).await)
     }
 
+    /// Runs a multi-step operation (its own transactions, see [`run_once_leased_steps`]) exactly once
+    /// for this key; `op` gets the request body.
+    pub async fn run_steps<F>(self, app: &App, caller: &Caller, op: F) -> Response
+    where
+        F: FnOnce(Value) -> StepsFuture,
+    {
+        let scope = self.scope(caller);
+        let body = self.body;
+        outcome_response(run_once_leased_steps(app, scope, &self.fingerprint, move || op(body)).await)
+    }
+
     /// The idempotency scope of this request for `caller`.
     pub fn scope(&self, caller: &Caller) -> IdempotencyScope {
         IdempotencyScope {

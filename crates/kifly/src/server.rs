@@ -1,5 +1,5 @@
 //! Running the server: bind, print the listening line, serve until a shutdown signal, run the
-//! background chores (idempotency purge, overdue-order sweep), then drain in-flight requests.
+//! background chores (idempotency purge, overdue-order sweep, mail outbox), then drain in-flight requests.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -13,6 +13,7 @@ use crate::idempotency::RETENTION_MS;
 pub async fn serve(app: App, listener: TcpListener) -> std::io::Result<()> {
     tokio::spawn(purge_loop(app.clone()));
     tokio::spawn(sweep_loop(app.clone()));
+    tokio::spawn(crate::outbox::run(app.store.clone(), app.mailer.clone(), app.outbox.clone()));
     let router = crate::http::router(app);
     axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown_signal())

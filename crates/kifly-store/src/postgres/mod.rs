@@ -7,6 +7,9 @@
 //! as conditional inserts/updates, and short timeouts so an unreachable database answers 503 quickly
 //! instead of hanging. Migrations take sqlx's advisory lock, so nodes starting together are safe.
 
+#[path = "../queries/buyers.rs"]
+#[expect(clippy::duplicate_mod, reason = "compiled once per backend on purpose")]
+mod buyers;
 #[path = "../queries/carts.rs"]
 #[expect(clippy::duplicate_mod, reason = "compiled once per backend on purpose")]
 mod carts;
@@ -51,6 +54,12 @@ const PURGE_IDEMPOTENCY_SQL: &str =
     SELECT principal, method, path, idem_key FROM idempotency_records
     WHERE created_at < $1 AND (state = 'done' OR lease_expires_at < $1)
     LIMIT 10000 FOR UPDATE SKIP LOCKED)";
+
+/// Skips rows another node is claiming, so concurrent workers never wait on or double-send a mail.
+const OUTBOX_CLAIM_SQL: &str = "UPDATE outbox SET locked_until = $2, attempts = attempts + 1
+WHERE id IN (SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= $1 AND (locked_until IS NULL OR locked_until < $1)
+             ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED)
+RETURNING id, recipient, subject, body, attempts, status, last_error";
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 

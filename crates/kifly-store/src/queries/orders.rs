@@ -17,7 +17,7 @@ use crate::{StoreError, StoreResult};
 /// `SELECT <every order column> FROM orders <tail>`, as a `&'static str`.
 macro_rules! select_orders {
     ($tail:literal) => {
-        concat!("SELECT id, cart_id, api_key_id, seller_id, status, payment_rail, session_id, payment_url, payment_reference, lines, subtotal_cents, delivery_fee_cents, total_cents, currency, shipping_address, email, expires_at, paid_at, shipped_at, carrier, tracking_number, tracking_url, delivered_at, closed_at, settlement_credential, created_at, updated_at FROM orders ", $tail)
+        concat!("SELECT id, cart_id, api_key_id, seller_id, status, payment_rail, session_id, payment_url, payment_reference, lines, subtotal_cents, delivery_fee_cents, total_cents, currency, shipping_address, email, expires_at, paid_at, shipped_at, carrier, tracking_number, tracking_url, delivered_at, closed_at, settlement_credential, buyer_id, created_at, updated_at FROM orders ", $tail)
     };
 }
 
@@ -52,6 +52,7 @@ fn order_from_row(r: &DbRow) -> StoreResult<Order> {
         delivered_at: r.try_get("delivered_at").map_err(map_err)?,
         closed_at: r.try_get("closed_at").map_err(map_err)?,
         settlement_credential: r.try_get("settlement_credential").map_err(map_err)?,
+        buyer_id: r.try_get("buyer_id").map_err(map_err)?,
         created_at: r.try_get("created_at").map_err(map_err)?,
         updated_at: r.try_get("updated_at").map_err(map_err)?,
     })
@@ -68,6 +69,29 @@ where
 }
 
 /// Unpaid orders whose payment window closed before `now`, oldest first.
+/// A buyer's orders, newest change first: those made with one of the buyer's tokens and those placed
+/// with the buyer's (verified) e-mail address.
+pub(super) async fn list_for_buyer(
+    pool: &DbPool,
+    buyer_id: &str,
+    email: &str,
+    since: i64,
+    limit: i64,
+) -> StoreResult<Vec<Order>> {
+    let sql = select_orders!(
+        "WHERE (buyer_id = $1 OR lower(email) = $2) AND updated_at > $3 ORDER BY updated_at DESC, id DESC LIMIT $4"
+    );
+    let rows = sqlx::query(sql)
+        .bind(buyer_id)
+        .bind(email)
+        .bind(since)
+        .bind(limit)
+        .fetch_all(pool)
+        .await
+        .map_err(map_err)?;
+    rows.iter().map(order_from_row).collect()
+}
+
 pub(super) async fn list_overdue(pool: &DbPool, now: i64, limit: i64) -> StoreResult<Vec<Order>> {
     let sql =
         select_orders!("WHERE status = 'pending_payment' AND expires_at < $1 ORDER BY expires_at LIMIT $2");
@@ -80,8 +104,8 @@ pub(super) async fn insert(conn: &mut Conn, order: &NewOrder, now: i64) -> Store
     let lines = serde_json::to_string(&order.lines).map_err(json_err)?;
     let address = serde_json::to_string(&order.shipping_address).map_err(json_err)?;
     let result = sqlx::query(
-        "INSERT INTO orders (id, cart_id, api_key_id, seller_id, status, payment_rail, session_id, payment_url, lines, subtotal_cents, delivery_fee_cents, total_cents, currency, shipping_address, email, expires_at, settlement_credential, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, 'pending_payment', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $17, $16, $16)
+        "INSERT INTO orders (id, cart_id, api_key_id, seller_id, status, payment_rail, session_id, payment_url, lines, subtotal_cents, delivery_fee_cents, total_cents, currency, shipping_address, email, expires_at, settlement_credential, buyer_id, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, 'pending_payment', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $17, $18, $16, $16)
          ON CONFLICT (session_id) DO NOTHING",
     )
     .bind(&order.id)
@@ -101,6 +125,7 @@ pub(super) async fn insert(conn: &mut Conn, order: &NewOrder, now: i64) -> Store
     .bind(order.expires_at)
     .bind(now)
     .bind(&order.settlement_credential)
+    .bind(&order.buyer_id)
     .execute(conn)
     .await
     .map_err(map_err)?;

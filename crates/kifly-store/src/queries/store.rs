@@ -145,6 +145,41 @@ impl Store for BackendStore {
         super::orders::follow_link(self.writer(), code).await
     }
 
+    async fn get_buyer_by_token(&self, token_hash: &str) -> StoreResult<Option<Buyer>> {
+        super::buyers::by_token_hash(self.reader(), token_hash).await
+    }
+
+    async fn list_buyer_orders(&self, buyer: &Buyer, since: i64, limit: i64) -> StoreResult<Vec<Order>> {
+        super::orders::list_for_buyer(self.reader(), &buyer.id, &buyer.email, since, limit).await
+    }
+
+    async fn revoke_buyer_tokens(&self, email: &str, now: i64) -> StoreResult<u64> {
+        super::buyers::revoke_tokens(self.writer(), email, now).await
+    }
+
+    async fn claim_mail(&self, now: i64, lease_ms: i64, limit: i64) -> StoreResult<Vec<OutboxMail>> {
+        super::buyers::claim_mail(self.writer(), now, lease_ms, limit).await
+    }
+
+    async fn finish_mail(
+        &self,
+        id: &str,
+        sent: bool,
+        retry_at: Option<i64>,
+        error: Option<&str>,
+        now: i64,
+    ) -> StoreResult<()> {
+        super::buyers::finish_mail(self.writer(), id, sent, retry_at, error, now).await
+    }
+
+    async fn list_mail(&self, limit: i64) -> StoreResult<Vec<OutboxMail>> {
+        super::buyers::list_mail(self.reader(), limit).await
+    }
+
+    async fn list_feedback(&self, limit: i64) -> StoreResult<Vec<FeedbackEntry>> {
+        super::buyers::list_feedback(self.reader(), limit).await
+    }
+
     async fn recent_audit(&self, limit: i64) -> StoreResult<Vec<AuditEntry>> {
         super::ops::recent_audit(self.reader(), limit).await
     }
@@ -305,6 +340,64 @@ impl StoreTx for BackendTx {
         now: i64,
     ) -> StoreResult<()> {
         super::orders::insert_link(&mut self.tx, code, url, cart_id, now).await
+    }
+
+    async fn get_buyer_by_email(&mut self, email: &str) -> StoreResult<Option<Buyer>> {
+        super::buyers::by_email(&mut self.tx, email).await
+    }
+
+    async fn insert_buyer(&mut self, id: &str, email: &str, name: &str, now: i64) -> StoreResult<bool> {
+        super::buyers::insert(&mut self.tx, id, email, name, now).await
+    }
+
+    async fn mark_buyer_verified(&mut self, buyer_id: &str, now: i64) -> StoreResult<()> {
+        super::buyers::mark_verified(&mut self.tx, buyer_id, now).await
+    }
+
+    async fn set_buyer_address(
+        &mut self,
+        buyer_id: &str,
+        address: &ShippingAddress,
+        now: i64,
+    ) -> StoreResult<()> {
+        super::buyers::set_address(&mut self.tx, buyer_id, address, now).await
+    }
+
+    async fn set_buyer_code(
+        &mut self,
+        email: &str,
+        code_hash: &str,
+        expires_at: i64,
+        now: i64,
+    ) -> StoreResult<()> {
+        super::buyers::set_code(&mut self.tx, email, code_hash, expires_at, now).await
+    }
+
+    async fn attempt_buyer_code(&mut self, email: &str) -> StoreResult<Option<BuyerCode>> {
+        super::buyers::attempt_code(&mut self.tx, email).await
+    }
+
+    async fn delete_buyer_code(&mut self, email: &str) -> StoreResult<()> {
+        super::buyers::delete_code(&mut self.tx, email).await
+    }
+
+    async fn insert_buyer_token(
+        &mut self,
+        id: &str,
+        token_hash: &str,
+        buyer_id: &str,
+        api_key_id: &str,
+        now: i64,
+    ) -> StoreResult<()> {
+        super::buyers::insert_token(&mut self.tx, id, token_hash, buyer_id, api_key_id, now).await
+    }
+
+    async fn enqueue_mail(&mut self, mail: &NewMail, now: i64) -> StoreResult<()> {
+        super::buyers::enqueue_mail(&mut self.tx, mail, now).await
+    }
+
+    async fn insert_feedback(&mut self, entry: &FeedbackEntry) -> StoreResult<()> {
+        super::buyers::insert_feedback(&mut self.tx, entry).await
     }
 
     async fn commit(self: Box<Self>) -> StoreResult<()> {

@@ -8,6 +8,8 @@
 //! The queries and the `Store` implementation are shared with PostgreSQL (`../queries/`); this module
 //! supplies the SQLite types, pools and error classification.
 
+#[path = "../queries/buyers.rs"]
+mod buyers;
 #[path = "../queries/carts.rs"]
 mod carts;
 #[path = "../queries/catalog.rs"]
@@ -43,6 +45,12 @@ const CART_FOR_UPDATE_SQL: &str = "SELECT id, api_key_id, seller_id, status, shi
 /// One writer at a time anyway, so a plain delete.
 const PURGE_IDEMPOTENCY_SQL: &str =
     "DELETE FROM idempotency_records WHERE created_at < $1 AND (state = 'done' OR lease_expires_at < $1)";
+
+/// The single writer serialises claims; no row locks needed.
+const OUTBOX_CLAIM_SQL: &str = "UPDATE outbox SET locked_until = $2, attempts = attempts + 1
+WHERE id IN (SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= $1 AND (locked_until IS NULL OR locked_until < $1)
+             ORDER BY next_attempt_at LIMIT $3)
+RETURNING id, recipient, subject, body, attempts, status, last_error";
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 

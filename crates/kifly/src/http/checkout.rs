@@ -75,14 +75,20 @@ fn with_payment_headers(mut response: Response, body: &[u8]) -> Response {
     ),
     security(("bearer" = []), ("api_key" = []))
 )]
-pub async fn payment_link(State(app): State<App>, caller: Caller, request: Idempotent) -> Response {
+pub async fn payment_link(
+    State(app): State<App>,
+    caller: Caller,
+    headers: HeaderMap,
+    request: Idempotent,
+) -> Response {
     let scope = request.scope(&caller);
-    let body = request.body;
+    let header_token = header_str(&headers, "x-buyer-token").map(str::to_string);
     let outcome = run_once_leased_steps(&app, scope, &request.fingerprint, {
         let app = app.clone();
         move || {
             Box::pin(async move {
-                let input: PaymentLinkInput = parse_body(body)?;
+                let mut input: PaymentLinkInput = parse_body(request.body)?;
+                input.buyer_token = input.buyer_token.or(header_token);
                 checkout::payment_link(&app, &caller, input).await
             })
         }
@@ -139,19 +145,21 @@ pub async fn agent_checkout(
         // The common first call: a challenge (or a handoff) has no side effect, so it needs no
         // idempotency record. Any other answer (e.g. the cart was paid under this very key) goes
         // through the idempotent path below, which replays a stored outcome.
-        match checkout::agent_checkout(&app, &caller, &cart_id, AgentPayment::None, None).await {
+        match checkout::agent_checkout(&app, &caller, &cart_id, AgentPayment::None, None, None).await {
             Ok((_, status, value)) => return (status, Json(value)).into_response(),
             Err(e) if e.status == StatusCode::PAYMENT_REQUIRED => return e.into_response(),
             Err(_) => {}
         }
     }
     let scope = request.scope(&caller);
+    let buyer_token = header_str(&headers, "x-buyer-token").map(str::to_string);
     let outcome = run_once_leased_steps(&app, scope, &request.fingerprint, {
         let app = app.clone();
         move || {
-            Box::pin(
-                async move { checkout::agent_checkout(&app, &caller, &cart_id, payment, malformed).await },
-            )
+            Box::pin(async move {
+                let token = buyer_token.as_deref();
+                checkout::agent_checkout(&app, &caller, &cart_id, payment, malformed, token).await
+            })
         }
     })
     .await;

@@ -6,6 +6,7 @@
 //! 404, a 405 or a 429 answers in the error envelope with `x-request-id` and the `x-ratelimit-*`
 //! headers.
 
+mod buyers;
 mod carts;
 mod checkout;
 mod limits;
@@ -80,6 +81,14 @@ fn api_routes() -> OpenApiRouter<App> {
         .routes(routes!(checkout::payment_link))
         .routes(routes!(checkout::agent_checkout, checkout::cancel_checkout))
         .routes(routes!(checkout::get_order))
+        .routes(routes!(buyers::register))
+        .routes(routes!(buyers::request_code))
+        .routes(routes!(buyers::verify))
+        .routes(routes!(buyers::profile))
+        .routes(routes!(buyers::save_address))
+        .routes(routes!(buyers::orders))
+        .routes(routes!(buyers::feature_request))
+        .routes(routes!(buyers::feedback))
 }
 
 /// The OpenAPI document, generated from the handlers' annotations.

@@ -1,63 +1,13 @@
-//! Tools whose service is still being built (buyer profiles, order lists, feedback). They
-//! are published with their final schemas and descriptions, check the caller's scope, and then
-//! answer a clear `not_implemented` error (`isError: true`) until their service lands; then each one
-//! moves to its family file and calls that service like the others.
+//! Buyer accounts, order history and feedback tools: the same service functions as their REST twins
+//! under `/api/agent/buyers…`, `/api/agent/feature-requests` and `/api/agent/feedback`.
 
-use axum::http::StatusCode;
-use kifly_core::scope::Scope;
 use serde_json::{Value, json};
 
 use super::schema::{ADDRESS_REQUIRED, address_out, object, string};
-use super::tools::{Hints, READ_ONLY, Reply, ToolDef};
+use super::tools::{Hints, READ_ONLY, Reply, ToolDef, arg, parse, write_steps};
+use crate::app::App;
 use crate::auth::Caller;
-use crate::error::ApiError;
-
-/// Appended to the description of every tool in this file.
-macro_rules! pending {
-    ($text:expr) => {
-        concat!(
-            $text,
-            " Status: not available on this server yet; calling it returns the error not_implemented."
-        )
-    };
-}
-
-const FEEDBACK_CATEGORIES: [&str; 7] = [
-    "discoverability",
-    "response_shape",
-    "tool_description",
-    "latency",
-    "error_handling",
-    "missing_capability",
-    "other",
-];
-const SEVERITIES: [&str; 3] = ["blocker", "friction", "nice_to_have"];
-
-/// The scope each pending tool will need.
-fn required_scope(tool: &str) -> Scope {
-    match tool {
-        "list_orders" => Scope::OrdersRead,
-        "submit_feedback" | "request_feature" => Scope::FeedbackWrite,
-        _ => Scope::BuyerWrite,
-    }
-}
-
-/// `not_implemented`: the tool exists in the contract but not on this server yet.
-pub fn not_implemented(tool: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_IMPLEMENTED,
-        "not_implemented",
-        format!("{tool} is not available on this server yet"),
-    )
-}
-
-/// The answer of every pending tool: the scope check it will have, then `not_implemented`.
-pub fn not_available(caller: &Caller, tool: &str) -> Reply {
-    match caller.require(required_scope(tool)) {
-        Err(e) => Reply::error(&e),
-        Ok(()) => Reply::error(&not_implemented(tool)),
-    }
-}
+use crate::service::buyers::{self as service, FEEDBACK_CATEGORIES, SEVERITIES};
 
 pub(super) fn buyer_token() -> Value {
     json!({"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^kfb_live_[0-9A-Za-z]+$",
@@ -77,10 +27,8 @@ pub fn order_tools() -> Vec<ToolDef> {
     vec![ToolDef {
         name: "list_orders",
         title: "List orders",
-        description: pending!(
-            "A returning buyer's recent orders, newest first, with fulfilment status: for a new conversation with no session_id at hand (\"did my order ship?\"). \
-Needs the buyer's buyer_token (recover one with request_buyer_code + verify_buyer). Pass since (the time of your last check) to get only orders that changed after it. Needs orders:read."
-        ),
+        description: "A returning buyer's recent orders, newest first, with fulfilment status: for a new conversation with no session_id at hand (\"did my order ship?\"). \
+Needs the buyer's buyer_token (recover one with request_buyer_code + verify_buyer). Pass since (the time of your last check) to get only orders that changed after it. Needs orders:read.",
         properties: json!({
             "buyer_token": buyer_token(),
             "since": {"type": "string", "format": "date-time", "description": "RFC 3339 time; only orders updated after it."},
@@ -120,11 +68,9 @@ pub fn buyer_tools() -> Vec<ToolDef> {
         ToolDef {
             name: "submit_feedback",
             title: "Submit feedback",
-            description: pending!(
-                "Tell the Kifly team about a problem with this agent interface: a confusing response, a dead end, a workaround you had to invent. \
+            description: "Tell the Kifly team about a problem with this agent interface: a confusing response, a dead end, a workaround you had to invent. \
 Fire-and-forget: accepted at once, never blocks; skip it when latency matters. Fill context automatically from what just happened; suggested_fix only for a concrete idea. \
-A human reviews everything. Limit: 10 per minute per key. Needs feedback:write."
-            ),
+A human reviews everything. Limit: 10 per minute per key. Needs feedback:write.",
             properties: json!({
                 "category": {"type": "string", "enum": FEEDBACK_CATEGORIES},
                 "severity": {"type": "string", "enum": SEVERITIES, "description": "blocker = can't complete the task. friction = degraded experience. nice_to_have = improvement idea."},
@@ -140,11 +86,9 @@ A human reviews everything. Limit: 10 per minute per key. Needs feedback:write."
         ToolDef {
             name: "request_feature",
             title: "Request a feature",
-            description: pending!(
-                "Record a registered buyer's request about Kifly itself: a missing capability, a clumsy flow, an idea (submit_feedback is for broken or confusing API responses instead). \
+            description: "Record a registered buyer's request about Kifly itself: a missing capability, a clumsy flow, an idea (submit_feedback is for broken or confusing API responses instead). \
 Ask open, non-leading questions; keep the problem (the pain, in the buyer's words) apart from any proposed_solution; pre-fill from the conversation. Name and email come from the buyer profile: do not ask for them. \
-Accepted for review: never promise that anything will be built. Needs the buyer's buyer_token and feedback:write."
-            ),
+Accepted for review: never promise that anything will be built. Needs the buyer's buyer_token and feedback:write.",
             properties: json!({
                 "buyer_token": buyer_token(),
                 "problem": {"type": "string", "minLength": 1, "maxLength": 4000, "description": "The pain in the buyer's own terms, NOT the fix."},
@@ -162,10 +106,8 @@ Accepted for review: never promise that anything will be built. Needs the buyer'
         ToolDef {
             name: "register_buyer",
             title: "Register buyer",
-            description: pending!(
-                "Start a buyer account from email and name. Always e-mails a 6-digit code and always answers {verification_required: true, buyer_profile_id}, whether or not the e-mail already has an account (so it never reveals which). \
-Next: ask the buyer for the code and call verify_buyer with the same email to get their buyer_token. Safe for an existing buyer. Needs buyer:write."
-            ),
+            description: "Start a buyer account from email and name. Always e-mails a 6-digit code and always answers {verification_required: true, buyer_profile_id}, whether or not the e-mail already has an account (so it never reveals which). \
+Next: ask the buyer for the code and call verify_buyer with the same email to get their buyer_token. Safe for an existing buyer. Needs buyer:write.",
             properties: json!({
                 "email": email("The buyer's e-mail address."),
                 "name": {"type": "string", "minLength": 1, "maxLength": 200, "description": "The buyer's full name."}
@@ -181,11 +123,9 @@ Next: ask the buyer for the code and call verify_buyer with the same email to ge
         ToolDef {
             name: "request_buyer_code",
             title: "Request buyer code",
-            description: pending!(
-                "E-mail a 6-digit code to a RETURNING buyer, to prove it is them and recover their saved name and address without pasting a token. \
+            description: "E-mail a 6-digit code to a RETURNING buyer, to prove it is them and recover their saved name and address without pasting a token. \
 Always answers {sent: true} (a code goes out only if the account exists), so it reveals nothing. Next: ask for the code and call verify_buyer. \
-If no code arrives the buyer probably has no account: call register_buyer, which always sends one. Needs buyer:write."
-            ),
+If no code arrives the buyer probably has no account: call register_buyer, which always sends one. Needs buyer:write.",
             properties: json!({ "email": email("The returning buyer's e-mail address.") }),
             required: &["email"],
             output: object(json!({"sent": {"type": "boolean", "const": true}}), &["sent"]),
@@ -195,10 +135,8 @@ If no code arrives the buyer probably has no account: call register_buyer, which
         ToolDef {
             name: "verify_buyer",
             title: "Verify buyer",
-            description: pending!(
-                "Check the 6-digit code the buyer received; on success returns {buyer_token, buyer_profile_id}. Keep the buyer_token: pass it to get_buyer_profile (saved name and address) and to checkout (pre-fills the e-mail). \
-A wrong or expired code is invalid_otp: ask the buyer to re-check, or call request_buyer_code again (codes last 10 minutes, 5 attempts). Needs buyer:write."
-            ),
+            description: "Check the 6-digit code the buyer received; on success returns {buyer_token, buyer_profile_id}. Keep the buyer_token: pass it to get_buyer_profile (saved name and address) and to checkout (pre-fills the e-mail). \
+A wrong or expired code is invalid_otp: ask the buyer to re-check, or call request_buyer_code again (codes last 10 minutes, 5 attempts). Needs buyer:write.",
             properties: json!({
                 "email": email("The same e-mail as in register_buyer / request_buyer_code."),
                 "code": {"type": "string", "pattern": "^[0-9]{6}$", "description": "The 6-digit code from the e-mail."}
@@ -214,10 +152,8 @@ A wrong or expired code is invalid_otp: ask the buyer to re-check, or call reque
         ToolDef {
             name: "get_buyer_profile",
             title: "Get buyer profile",
-            description: pending!(
-                "The buyer's saved profile: name, e-mail and default_shipping_address (null when none is saved). Use it to fill in set_shipping_address after confirming the address with the buyer. \
-Needs the buyer_token from verify_buyer and buyer:write."
-            ),
+            description: "The buyer's saved profile: name, e-mail and default_shipping_address (null when none is saved). Use it to fill in set_shipping_address after confirming the address with the buyer. \
+Needs the buyer_token from verify_buyer and buyer:write.",
             properties: json!({ "buyer_token": buyer_token() }),
             required: &["buyer_token"],
             output: object(
@@ -235,10 +171,8 @@ Needs the buyer_token from verify_buyer and buyer:write."
         ToolDef {
             name: "save_buyer_address",
             title: "Save buyer address",
-            description: pending!(
-                "Save a shipping address on the buyer's profile so later purchases fill it in. Intended after a successful checkout when get_buyer_profile had default_shipping_address null, \
-with the address given to set_shipping_address; ask the buyer first. Replaces any saved address. Needs the buyer_token and buyer:write."
-            ),
+            description: "Save a shipping address on the buyer's profile so later purchases fill it in. Intended after a successful checkout when get_buyer_profile had default_shipping_address null, \
+with the address given to set_shipping_address; ask the buyer first. Replaces any saved address. Needs the buyer_token and buyer:write.",
             properties: Value::Object(address),
             required: &["buyer_token", "address"],
             output: object(
@@ -249,4 +183,77 @@ with the address given to set_shipping_address; ask the buyer first. Replaces an
             mutating: true,
         },
     ]
+}
+
+fn token(args: &Value) -> Option<&str> {
+    args.get("buyer_token").and_then(Value::as_str)
+}
+
+pub async fn register_buyer(app: &App, caller: &Caller, args: Value) -> Reply {
+    let (a, c) = (app.clone(), caller.clone());
+    let reply = write_steps(app, caller, "register_buyer", args, move |body| {
+        Box::pin(async move { service::register(&a, &c, parse(body)?).await })
+    })
+    .await;
+    app.outbox.wake();
+    reply
+}
+
+pub async fn request_buyer_code(app: &App, caller: &Caller, args: Value) -> Reply {
+    let (a, c) = (app.clone(), caller.clone());
+    let reply = write_steps(app, caller, "request_buyer_code", args, move |body| {
+        Box::pin(async move { service::request_code(&a, &c, parse(body)?).await })
+    })
+    .await;
+    app.outbox.wake();
+    reply
+}
+
+pub async fn verify_buyer(app: &App, caller: &Caller, args: Value) -> Reply {
+    let (a, c) = (app.clone(), caller.clone());
+    write_steps(app, caller, "verify_buyer", args, move |body| {
+        Box::pin(async move { service::verify(&a, &c, parse(body)?).await })
+    })
+    .await
+}
+
+pub async fn get_buyer_profile(app: &App, caller: &Caller, args: Value) -> Reply {
+    service::profile(app, caller, token(&args)).await.into()
+}
+
+pub async fn save_buyer_address(app: &App, caller: &Caller, args: Value) -> Reply {
+    let (a, c) = (app.clone(), caller.clone());
+    write_steps(app, caller, "save_buyer_address", args, move |body| {
+        Box::pin(async move { service::save_address(&a, &c, None, parse(body)?).await })
+    })
+    .await
+}
+
+pub async fn list_orders(app: &App, caller: &Caller, args: Value) -> Reply {
+    let since = args.get("since").and_then(Value::as_str);
+    let limit = args.get("limit").and_then(Value::as_i64);
+    service::list_orders(app, caller, Some(arg(&args, "buyer_token")), since, limit).await.into()
+}
+
+pub async fn submit_feedback(app: &App, caller: &Caller, args: Value) -> Reply {
+    // The same 10 / 60 s bucket as `POST /api/agent/feedback` (the MCP call also counts as an MCP request).
+    if let Some(rate) = app.rates.feedback {
+        let decision = app.limiter.check(&format!("feedback:{}", caller.id()), rate).await;
+        if !decision.allowed {
+            return Reply::error(&crate::error::ApiError::rate_limited(decision.retry_after_secs.max(1)));
+        }
+    }
+    let (a, c) = (app.clone(), caller.clone());
+    write_steps(app, caller, "submit_feedback", args, move |body| {
+        Box::pin(async move { service::submit_feedback(&a, &c, parse(body)?).await })
+    })
+    .await
+}
+
+pub async fn request_feature(app: &App, caller: &Caller, args: Value) -> Reply {
+    let (a, c) = (app.clone(), caller.clone());
+    write_steps(app, caller, "request_feature", args, move |body| {
+        Box::pin(async move { service::request_feature(&a, &c, None, parse(body)?).await })
+    })
+    .await
 }

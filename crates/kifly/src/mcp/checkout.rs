@@ -4,13 +4,11 @@
 
 use serde_json::{Value, json};
 
-use super::pending::{buyer_token, email, nullable_string};
+use super::buyers::{buyer_token, email, nullable_string};
 use super::schema::{address_out, cents, object, string};
-use super::tools::{Hints, READ_ONLY, Reply, ToolDef, arg, parse, without};
+use super::tools::{Hints, READ_ONLY, Reply, ToolDef, arg, parse, write_steps};
 use crate::app::App;
 use crate::auth::Caller;
-use crate::error::ApiError;
-use crate::idempotency::{self, Outcome, run_once_leased_steps};
 use crate::service::checkout::{self as service, PaymentLinkInput};
 
 const ORDER_STATUSES: [&str; 7] =
@@ -106,40 +104,14 @@ Once paid it carries the order details (order_id, amount, items); once the selle
 }
 
 pub async fn checkout(app: &App, caller: &Caller, args: Value) -> Reply {
-    let key = args.get("idempotency_key").and_then(Value::as_str).map(str::to_string);
-    let body = without(&args, &["idempotency_key"]);
-    let input: PaymentLinkInput = match parse(body.clone()) {
-        Ok(input) => input,
-        Err(e) => return Reply::error(&e),
-    };
-    let Some(key) = key else {
-        return match service::payment_link(app, caller, input).await {
-            Ok((tx, _, value)) => match tx.commit().await {
-                Ok(()) => Reply::ok(value),
-                Err(e) => Reply::error(&ApiError::from(e)),
-            },
-            Err(e) => Reply::error(&e),
-        };
-    };
-    let scope = kifly_store::IdempotencyScope {
-        principal: caller.id().to_string(),
-        method: "MCP".into(),
-        path: "checkout".into(),
-        key,
-    };
-    let fingerprint = idempotency::fingerprint(&body);
     let (a, c) = (app.clone(), caller.clone());
-    let outcome = run_once_leased_steps(app, scope, &fingerprint, move || {
-        Box::pin(async move { service::payment_link(&a, &c, input).await })
+    write_steps(app, caller, "checkout", args, move |body| {
+        Box::pin(async move {
+            let input: PaymentLinkInput = parse(body)?;
+            service::payment_link(&a, &c, input).await
+        })
     })
-    .await;
-    match outcome {
-        Ok(Outcome { status, body, replayed, .. }) => match serde_json::from_slice::<Value>(&body) {
-            Ok(value) => Reply { ok: status.is_success(), body: value, replayed },
-            Err(_) => Reply::error(&ApiError::internal(None)),
-        },
-        Err(e) => Reply::error(&e),
-    }
+    .await
 }
 
 pub async fn order_status(app: &App, caller: &Caller, args: Value) -> Reply {

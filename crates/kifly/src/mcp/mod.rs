@@ -14,17 +14,17 @@
 //! - [`KiflyMcp`]: the rmcp `ServerHandler`: `initialize` (versions 2025-11-25 and 2025-06-18),
 //!   `ping`, `tools/list`, `tools/call`, `resources/list`, `resources/read`.
 //! - [`tools`]: the registry and `tools/call`; one file per tool family ([`catalog`], [`carts`],
-//!   [`platform`], and [`pending`] for the tools whose service is not built yet).
+//!   [`platform`], [`checkout`], [`buyers`]).
 //!
 //! rmcp runs in stateless JSON mode: no `Mcp-Session-Id`, one JSON response per POST, 202 for
 //! notifications, 405 for GET and DELETE. Its own Host check is turned off because the guard does it
 //! with the project's error envelope and configuration.
 
+mod buyers;
 mod carts;
 mod catalog;
 mod checkout;
 mod guard;
-mod pending;
 mod platform;
 pub mod schema;
 pub mod tools;

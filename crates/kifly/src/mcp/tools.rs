@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value, json};
 
 use super::schema::{self, Violation};
-use super::{carts, catalog, checkout, pending, platform};
+use super::{buyers, carts, catalog, checkout, platform};
 use crate::app::App;
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -100,9 +100,9 @@ impl Registry {
         defs.extend(catalog::tools());
         defs.extend(carts::tools());
         defs.extend(checkout::tools());
-        defs.extend(pending::order_tools());
+        defs.extend(buyers::order_tools());
         defs.extend(platform::tools());
-        defs.extend(pending::buyer_tools());
+        defs.extend(buyers::buyer_tools());
         let tools = defs
             .iter()
             .map(|d| d.to_tool().unwrap_or_else(|e| panic!("tool {} has an invalid definition: {e}", d.name))) // ok: static data, covered by tests
@@ -236,6 +236,40 @@ where
     }
 }
 
+/// Runs a multi-step mutating tool (its own transactions: checkout, buyer accounts): exactly once per
+/// `idempotency_key` when one is given (scope: key id, `MCP`, tool name), otherwise once, committing
+/// its final transaction. `op` gets the arguments without `idempotency_key`.
+pub async fn write_steps<F>(app: &App, caller: &Caller, tool: &str, args: Value, op: F) -> Reply
+where
+    F: FnOnce(Value) -> idempotency::StepsFuture,
+{
+    let key = args.get("idempotency_key").and_then(Value::as_str).map(str::to_string);
+    let body = without(&args, &["idempotency_key"]);
+    let Some(key) = key else {
+        return match op(body).await {
+            Ok((tx, _, value)) => match tx.commit().await {
+                Ok(()) => Reply::ok(value),
+                Err(e) => Reply::error(&ApiError::from(e)),
+            },
+            Err(e) => Reply::error(&e),
+        };
+    };
+    let scope = IdempotencyScope {
+        principal: caller.id().to_string(),
+        method: "MCP".into(),
+        path: tool.to_string(),
+        key,
+    };
+    let fingerprint = idempotency::fingerprint(&body);
+    match idempotency::run_once_leased_steps(app, scope, &fingerprint, move || op(body)).await {
+        Ok(Outcome { status, body, replayed, .. }) => match serde_json::from_slice::<Value>(&body) {
+            Ok(value) => Reply { ok: status.is_success(), body: value, replayed },
+            Err(_) => Reply::error(&ApiError::internal(None)),
+        },
+        Err(e) => Reply::error(&e),
+    }
+}
+
 /// `tools/call`: unknown tools are a protocol error (`-32602`); everything else is a tool result.
 pub async fn call(
     app: &App,
@@ -276,6 +310,14 @@ async fn dispatch(app: &App, caller: &Caller, name: &'static str, args: Value) -
         "get_platform_limits" => platform::get_platform_limits(app).await,
         "checkout" => checkout::checkout(app, caller, args).await,
         "order_status" => checkout::order_status(app, caller, args).await,
-        other => pending::not_available(caller, other),
+        "list_orders" => buyers::list_orders(app, caller, args).await,
+        "register_buyer" => buyers::register_buyer(app, caller, args).await,
+        "request_buyer_code" => buyers::request_buyer_code(app, caller, args).await,
+        "verify_buyer" => buyers::verify_buyer(app, caller, args).await,
+        "get_buyer_profile" => buyers::get_buyer_profile(app, caller, args).await,
+        "save_buyer_address" => buyers::save_buyer_address(app, caller, args).await,
+        "submit_feedback" => buyers::submit_feedback(app, caller, args).await,
+        "request_feature" => buyers::request_feature(app, caller, args).await,
+        other => Reply::error(&ApiError::not_found("not_found", format!("no tool {other}"))),
     }
 }

@@ -245,11 +245,13 @@ struct PaymentTerms {
     expires_at: Option<i64>,
     email: Option<String>,
     settlement_credential: Option<String>,
+    /// The buyer account, when a valid buyer token came with the checkout.
+    buyer_id: Option<String>,
 }
 
 /// Step 1: creates the order and holds stock and cart, inside `tx`.
 async fn reserve(tx: &mut dyn StoreTx, cart: &Cart, quote: &Quote, terms: PaymentTerms) -> ApiResult<Order> {
-    let PaymentTerms { rail, session_id, expires_at, email, settlement_credential } = terms;
+    let PaymentTerms { rail, session_id, expires_at, email, settlement_credential, buyer_id } = terms;
     let order_id = new_id(IdKind::Order);
     let address = cart.shipping_address.clone().ok_or_else(ApiError::shipping_address_required)?;
     let now = now_ms();
@@ -271,6 +273,7 @@ async fn reserve(tx: &mut dyn StoreTx, cart: &Cart, quote: &Quote, terms: Paymen
             shipping_address: address,
             expires_at,
             settlement_credential,
+            buyer_id,
         },
         now,
     )
@@ -397,14 +400,6 @@ fn payment_link_view(order: &Order, buyer_token_status: &str) -> Value {
     })
 }
 
-/// Buyer accounts are not built yet (issue: buyers, mail and feedback), so no token can resolve.
-fn buyer_token_status(token: Option<&str>) -> &'static str {
-    match token.map(str::trim).filter(|t| !t.is_empty()) {
-        None => "none",
-        Some(_) => "invalid",
-    }
-}
-
 /// Rails 1 and 2: makes (or returns the pending) hosted payment page for a cart. Runs its own
 /// transactions; the returned transaction holds the final write for the idempotency record.
 pub async fn payment_link(
@@ -419,7 +414,11 @@ pub async fn payment_link(
     {
         return Err(ApiError::validation("email", "must be an e-mail address"));
     }
-    let token_status = buyer_token_status(input.buyer_token.as_deref());
+    // A buyer token pre-fills the e-mail and files the order under the buyer; an unknown one is not an error.
+    let (buyer, token_status) =
+        super::buyers::resolve_for_checkout(app, input.buyer_token.as_deref()).await?;
+    let email = input.email.clone().or_else(|| buyer.as_ref().map(|b| b.email.clone()));
+    let buyer_id = buyer.map(|b| b.id);
     if !is_valid(IdKind::Cart, &input.cart_id) {
         return Err(ApiError::cart_not_found(&input.cart_id));
     }
@@ -458,8 +457,9 @@ pub async fn payment_link(
                 rail,
                 session_id: placeholder,
                 expires_at: Some(expires_at),
-                email: input.email.clone(),
+                email,
                 settlement_credential: None,
+                buyer_id,
             };
             let order = reserve(tx.as_mut(), &cart, &quote, terms).await?;
             tx.insert_audit(&super::audit(caller, "checkout.start", Some(&order.id))).await?;
@@ -771,6 +771,7 @@ pub async fn agent_checkout(
     cart_id: &str,
     payment: AgentPayment,
     malformed: Option<String>,
+    buyer_token: Option<&str>,
 ) -> AgentCheckoutResult {
     caller.require(Scope::CheckoutWrite)?;
     let (cart, seller) = load_for_agent(app, caller, cart_id).await?;
@@ -800,10 +801,19 @@ pub async fn agent_checkout(
             Some(ApiError::payment_failed(reason)),
         ));
     }
+    if matches!(payment, AgentPayment::None) {
+        return Err(challenge(app, caller.id(), &cart, quote.total_cents, None));
+    }
+    let (buyer, _) = super::buyers::resolve_for_checkout(app, buyer_token).await?;
+    let buyer_id = buyer.as_ref().map(|b| b.id.as_str());
     match payment {
         AgentPayment::None => Err(challenge(app, caller.id(), &cart, quote.total_cents, None)),
-        AgentPayment::Mpp(credential) => pay_mpp(app, caller, &cart, &seller, &quote, &credential).await,
-        AgentPayment::X402(payment) => pay_x402(app, caller, &cart, &seller, &quote, &payment).await,
+        AgentPayment::Mpp(credential) => {
+            pay_mpp(app, caller, &cart, &seller, &quote, &credential, buyer_id).await
+        }
+        AgentPayment::X402(payment) => {
+            pay_x402(app, caller, &cart, &seller, &quote, &payment, buyer_id).await
+        }
     }
 }
 
@@ -880,6 +890,7 @@ async fn pay_mpp(
     seller: &Seller,
     quote: &Quote,
     credential: &PaymentCredential,
+    buyer_id: Option<&str>,
 ) -> AgentCheckoutResult {
     let expected = CartBinding {
         key_id: caller.id().to_string(),
@@ -914,6 +925,7 @@ async fn pay_mpp(
         expires_at: Some(expires_at),
         email: None,
         settlement_credential: Some(verified.shared_payment_token.clone()),
+        buyer_id: buyer_id.map(str::to_string),
     };
     let order = reserve(tx.as_mut(), &locked, quote, terms).await?;
     tx.insert_audit(&super::audit(caller, "checkout.mpp", Some(&order.id))).await?;
@@ -995,6 +1007,7 @@ async fn pay_x402(
     seller: &Seller,
     quote: &Quote,
     payment: &IncomingPayment,
+    buyer_id: Option<&str>,
 ) -> AgentCheckoutResult {
     let Some(offer) = offer_of(app, quote.total_cents) else {
         return Err(ApiError::x402_not_configured());
@@ -1033,6 +1046,7 @@ async fn pay_x402(
         expires_at: Some(expires_at),
         email: None,
         settlement_credential: Some(credential.clone()),
+        buyer_id: buyer_id.map(str::to_string),
     };
     let order = reserve(tx.as_mut(), &locked, quote, terms).await?;
     tx.insert_audit(&super::audit(caller, "checkout.x402", Some(&order.id))).await?;

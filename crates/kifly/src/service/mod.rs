@@ -1,6 +1,7 @@
 //! The service layer: what Kifly does, independent of how it is asked. REST handlers, MCP tools and
 //! the CLI all call these functions, so rules (scopes, ownership, limits, coverage) live in one place.
 
+pub mod buyers;
 pub mod carts;
 pub mod catalog;
 pub mod checkout;

@@ -6,6 +6,7 @@ mod process;
 mod support;
 
 mod auth;
+mod buyers;
 mod carts;
 mod catalog;
 mod checkout;

@@ -36,17 +36,6 @@ const TOOLS: [&str; 18] = [
     "save_buyer_address",
 ];
 
-const PENDING: [&str; 8] = [
-    "list_orders",
-    "submit_feedback",
-    "request_feature",
-    "register_buyer",
-    "request_buyer_code",
-    "verify_buyer",
-    "get_buyer_profile",
-    "save_buyer_address",
-];
-
 /// A Kifly server on 127.0.0.1:0 and an HTTP client for it.
 struct Server {
     t: TestApp,
@@ -471,9 +460,7 @@ async fn tools_list_publishes_18_tools_with_strict_schemas_and_hints() {
         }
         let mutating = hints["readOnlyHint"] == false;
         assert_eq!(input["properties"].get("idempotency_key").is_some(), mutating, "{name}");
-        if PENDING.contains(&name) {
-            assert!(description.contains("not available on this server yet"), "{name}");
-        }
+        assert!(!description.contains("not available on this server yet"), "{name}: every tool works now");
     }
     let by_name: HashMap<&str, &Value> = tools.iter().map(|t| (t["name"].as_str().unwrap(), t)).collect();
     assert_eq!(by_name["search_products"]["annotations"]["readOnlyHint"], true);
@@ -855,57 +842,81 @@ async fn concurrent_retries_with_one_key_create_one_cart() {
     assert_eq!(carts.len(), 1, "every successful call saw the same single cart: {carts:?}");
 }
 
-// --- Tools not built yet ---------------------------------------------------------------------
+// --- Buyer accounts and feedback --------------------------------------------------------------
+
+/// The one-time code in the newest queued mail to `email`.
+async fn mailed_code(t: &TestApp, email: &str) -> String {
+    let mails = t.store.list_mail(50).await.expect("outbox");
+    let mail = mails.iter().find(|m| m.recipient == email).unwrap_or_else(|| panic!("no mail to {email}"));
+    mail.subject.rsplit(' ').next().expect("code in subject").to_string()
+}
 
 #[tokio::test]
-async fn tools_without_a_service_yet_say_so_clearly() {
+async fn buyer_tools_verify_by_code_and_keep_profile_orders_and_feedback() {
     let s = Server::start().await;
-    let cart = s.cart("trailhead-outfitters").await;
-    let token = "kfb_live_abc123";
-    let address = json!({"name": "Ada", "line1": "1 Main St", "city": "Austin", "region": "TX", "postal_code": "78701"});
-    let calls = [
-        ("list_orders", json!({"buyer_token": token, "since": "2026-01-01T00:00:00Z", "limit": 5})),
-        ("submit_feedback", json!({"category": "latency", "severity": "friction", "message": "slow search"})),
-        (
-            "request_feature",
-            json!({"buyer_token": token, "problem": "p", "impact": "i", "category": "other", "severity": "nice_to_have"}),
-        ),
-        ("register_buyer", json!({"email": "ada@example.com", "name": "Ada"})),
-        ("request_buyer_code", json!({"email": "ada@example.com"})),
-        ("verify_buyer", json!({"email": "ada@example.com", "code": "123456"})),
-        ("get_buyer_profile", json!({"buyer_token": token})),
-        ("save_buyer_address", json!({"buyer_token": token, "address": address})),
-    ];
-    assert_eq!(calls.len(), PENDING.len());
-    for (tool, args) in calls {
-        let e = s.fails(tool, args, "not_implemented").await;
-        assert_eq!(e["message"], format!("{tool} is not available on this server yet"));
-        assert_eq!(e["details"], json!({}));
-    }
-    // Arguments and scopes are still checked first.
-    let e =
-        s.fails("verify_buyer", json!({"email": "ada@example.com", "code": "12"}), "validation_error").await;
-    assert_eq!(e["details"]["field"], "code");
-    s.fails("register_buyer", json!({"email": "not-an-email", "name": "Ada"}), "validation_error").await;
-    s.fails("checkout", json!({"cart_id": cart, "rail": "stripe-mpp"}), "validation_error").await;
-    let e = s
-        .fails(
-            "save_buyer_address",
-            json!({"buyer_token": token, "address": {"name": "Ada"}}),
-            "invalid_request",
+    let email = "Ada@Example.com";
+    let registered = s.ok("register_buyer", json!({"email": email, "name": "Ada Lovelace"})).await;
+    assert_eq!(registered["verification_required"], true);
+    let id = registered["buyer_profile_id"].as_str().unwrap().to_string();
+    // Registering again, or asking for a code, says the same and reveals nothing.
+    let again = s.ok("register_buyer", json!({"email": "ada@example.com", "name": "Someone Else"})).await;
+    assert_eq!(again, registered);
+    assert_eq!(
+        s.ok("request_buyer_code", json!({"email": "nobody@example.com"})).await,
+        json!({"sent": true})
+    );
+    assert_eq!(s.ok("request_buyer_code", json!({"email": email})).await, json!({"sent": true}));
+    assert!(s.t.store.list_mail(50).await.unwrap().iter().all(|m| m.recipient != "nobody@example.com"));
+
+    let code = mailed_code(&s.t, "ada@example.com").await;
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let e = s.fails("verify_buyer", json!({"email": email, "code": wrong}), "invalid_otp").await;
+    assert_eq!(e["details"]["attempts_remaining"], 4);
+    let verified = s.ok("verify_buyer", json!({"email": email, "code": code})).await;
+    let token = verified["buyer_token"].as_str().unwrap().to_string();
+    assert!(token.starts_with("kfb_live_"));
+    assert_eq!(verified["buyer_profile_id"], id);
+    // A code is single use.
+    s.fails("verify_buyer", json!({"email": email, "code": code}), "invalid_otp").await;
+
+    let profile = s.ok("get_buyer_profile", json!({"buyer_token": token})).await;
+    assert_eq!(
+        profile,
+        json!({"buyer_profile_id": id, "email": "ada@example.com", "name": "Ada Lovelace", "default_shipping_address": null})
+    );
+    let address = json!({"name": "Ada Lovelace", "line1": "1 Main St", "city": "Austin", "region": "tx", "postal_code": "78701"});
+    let saved = s.ok("save_buyer_address", json!({"buyer_token": token, "address": address})).await;
+    assert_eq!(saved["default_shipping_address"]["region"], "TX");
+    let profile = s.ok("get_buyer_profile", json!({"buyer_token": token})).await;
+    assert_eq!(profile["default_shipping_address"]["city"], "Austin");
+    let orders = s.ok("list_orders", json!({"buyer_token": token})).await;
+    assert_eq!(orders, json!({"orders": [], "count": 0}));
+    s.fails("get_buyer_profile", json!({"buyer_token": "kfb_live_unknown0000"}), "invalid_buyer_token").await;
+
+    let fb = s
+        .ok(
+            "submit_feedback",
+            json!({"category": "latency", "severity": "friction", "message": "search felt slow"}),
         )
         .await;
-    assert_eq!(e["details"]["field"], "address.line1");
+    assert_eq!(fb["accepted"], true);
+    let fr = s
+        .ok("request_feature", json!({"buyer_token": token, "problem": "I reorder the same coffee", "impact": "weekly", "category": "missing_capability", "severity": "nice_to_have"}))
+        .await;
+    assert!(fr["feature_request_id"].as_str().unwrap().starts_with("fr_"));
+    let stored = s.t.store.list_feedback(10).await.unwrap();
+    assert_eq!(stored.iter().map(|f| f.kind.as_str()).collect::<Vec<_>>(), ["feature_request", "feedback"]);
+    // Scopes still apply.
     let catalog_only = s.t.create_key(None, &[Scope::CatalogRead]).await;
-    for (tool, scope) in [("register_buyer", "buyer:write"), ("submit_feedback", "feedback:write")] {
-        let args = if tool == "register_buyer" {
-            json!({"email": "ada@example.com", "name": "Ada"})
-        } else {
-            json!({"category": "other", "severity": "blocker", "message": "m"})
-        };
-        let e = s.fails_as(&catalog_only, tool, args, "scope_insufficient").await;
-        assert_eq!(e["details"]["required_scope"], scope);
-    }
+    let e = s
+        .fails_as(
+            &catalog_only,
+            "register_buyer",
+            json!({"email": email, "name": "Ada"}),
+            "scope_insufficient",
+        )
+        .await;
+    assert_eq!(e["details"]["required_scope"], "buyer:write");
     let e =
         s.fails_as(&catalog_only, "order_status", json!({"session_id": "cs_1"}), "scope_insufficient").await;
     assert_eq!(e["details"]["required_scope"], "orders:read");
