@@ -53,6 +53,9 @@ enum Command {
     /// Fulfil orders: ship and deliver.
     #[command(subcommand)]
     Orders(OrdersCommand),
+    /// Buyer accounts.
+    #[command(subcommand)]
+    Buyers(BuyersCommand),
     /// Agent feedback and buyers' feature requests.
     #[command(subcommand)]
     Feedback(ListCommand),
@@ -95,6 +98,12 @@ enum KeysCommand {
     },
     /// Revoke a key by id.
     Revoke { id: String },
+}
+
+#[derive(Subcommand)]
+enum BuyersCommand {
+    /// Revoke every buyer token of an account (the buyer verifies again to get a new one).
+    RevokeTokens { email: String },
 }
 
 #[derive(Subcommand)]
@@ -200,6 +209,13 @@ async fn run(command: Command, config: Config) -> Result<(), String> {
             Ok(())
         }
         Command::Serve(args) => serve(config, args.demo).await,
+        Command::Buyers(BuyersCommand::RevokeTokens { email }) => {
+            let store = open_store(&config).await?;
+            let email = email.trim().to_lowercase();
+            let n = store.revoke_buyer_tokens(&email, now_ms()).await.map_err(|e| e.to_string())?;
+            println!("revoked {n} buyer token(s) of {email}");
+            Ok(())
+        }
         Command::Feedback(ListCommand::List { limit, json }) => {
             let store = open_store(&config).await?;
             for entry in store.list_feedback(limit).await.map_err(|e| e.to_string())? {

@@ -112,6 +112,19 @@ async fn a_buyer_token_prefills_checkout_and_lists_the_buyers_orders() {
     t.send(Method::GET, "/api/agent/buyers/me", Some(&key), &[("x-buyer-token", "kfb_live_nope")], None)
         .await
         .assert_error(401, "invalid_buyer_token");
+    // Revocable: an operator revokes a lost token; the buyer verifies again for a new one.
+    let spare = verified_buyer(&t, "spare@example.com").await;
+    let db = t.app.config.database_url();
+    let run = crate::process::kifly_with_env(
+        t.dir.path(),
+        &["buyers", "revoke-tokens", "Spare@Example.com"],
+        &[("KIFLY_DATABASE_URL", db.as_str())],
+    )
+    .ok();
+    assert!(run.stdout.contains("revoked 1"), "{}", run.stdout);
+    t.send(Method::GET, "/api/agent/buyers/me", Some(&key), &[("x-buyer-token", spare.as_str())], None)
+        .await
+        .assert_error(401, "invalid_buyer_token");
 
     // Two purchases in two carts: a hosted checkout paid on the sandbox page, and an MPP payment.
     let mut orders = Vec::new();
