@@ -42,6 +42,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use utoipa::ToSchema;
 
+use super::carts::CartItemView;
 use super::catalog::{SellerRecord, seller_record};
 use crate::app::{App, now_ms, rfc3339};
 use crate::auth::Caller;
@@ -67,20 +68,6 @@ pub struct PaymentLinkInput {
     pub rail: Option<String>,
 }
 
-/// One order line as shown to agents.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct OrderItemView {
-    pub item_id: String,
-    pub variant_id: String,
-    pub product_id: String,
-    pub name: String,
-    pub variant_name: String,
-    pub sku: String,
-    pub unit_price_cents: i64,
-    pub quantity: i64,
-    pub line_total_cents: i64,
-}
-
 /// `GET /api/agent/orders/{order_id or session_id}`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct OrderView {
@@ -100,7 +87,8 @@ pub struct OrderView {
     pub delivery_fee_cents: i64,
     pub total_cents: i64,
     pub currency: String,
-    pub items: Vec<OrderItemView>,
+    /// The lines as bought (same shape as cart lines; prices fixed at checkout).
+    pub items: Vec<CartItemView>,
     #[schema(value_type = Object)]
     pub shipping_address: kifly_core::address::ShippingAddress,
     pub seller: SellerRecord,
@@ -133,7 +121,7 @@ pub fn order_view(order: &Order, seller: &Seller) -> OrderView {
         items: order
             .lines
             .iter()
-            .map(|l| OrderItemView {
+            .map(|l| CartItemView {
                 item_id: l.item_id.clone(),
                 variant_id: l.variant_id.clone(),
                 product_id: l.product_id.clone(),

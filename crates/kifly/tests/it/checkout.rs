@@ -9,7 +9,7 @@ use base64::Engine as _;
 use kifly_payments::x402::{self, PaymentRequired};
 use serde_json::{Value, json};
 
-use crate::support::{TestApp, TestResponse, address};
+use crate::support::{TestApp, TestResponse, address, challenge_params, credential};
 
 const SELLER: &str = "trailhead-outfitters";
 
@@ -51,19 +51,6 @@ async fn agent_checkout(
     t.send(Method::POST, &format!("/api/agent/cart/{cart}/checkout"), bearer, &headers, None).await
 }
 
-/// The auth-params of a `WWW-Authenticate: Payment …` header (every value is a quoted string).
-fn challenge_params(header: &str) -> serde_json::Map<String, Value> {
-    let rest = header.strip_prefix("Payment ").expect("Payment scheme");
-    let mut params = serde_json::Map::new();
-    let mut chars = rest;
-    while let Some((name, after)) = chars.split_once("=\"") {
-        let (value, tail) = after.split_once('"').expect("closing quote");
-        params.insert(name.trim_start_matches([',', ' ']).to_string(), json!(value));
-        chars = tail;
-    }
-    params
-}
-
 /// Mints a shared payment token in the sandbox, as an agent's wallet (mppx) would.
 async fn mint_spt(t: &TestApp, payment_method: &str, max_amount: i64) -> String {
     let expires = time::OffsetDateTime::now_utc().unix_timestamp() + 3600;
@@ -86,13 +73,6 @@ async fn mint_spt(t: &TestApp, payment_method: &str, max_amount: i64) -> String 
         .expect("mint");
     let body: Value = response.json().await.expect("json");
     body["id"].as_str().unwrap_or_else(|| panic!("no spt: {body}")).to_string()
-}
-
-/// `Authorization: Payment <credential>` answering `challenge` with `spt`.
-fn credential(challenge: &serde_json::Map<String, Value>, spt: &str) -> String {
-    let credential = json!({"challenge": challenge, "payload": {"spt": spt}});
-    let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(credential.to_string());
-    format!("Payment {encoded}")
 }
 
 /// Gets a challenge for `cart` and answers it with a token for `payment_method`.

@@ -225,14 +225,7 @@ async fn cluster_concurrent_paid_checkouts_through_three_nodes_make_one_charge_a
     let (status, headers, body) = c.send(1, post.clone(), &path, &key, Some("unpaid"), None).await;
     assert_eq!(status, 402, "{body}");
     // The wallet step: mint a shared payment token at the Stripe every node uses (node 0's sandbox).
-    let challenge = headers["www-authenticate"].to_str().unwrap().trim_start_matches("Payment ").to_string();
-    let mut params = serde_json::Map::new();
-    let mut rest = challenge.as_str();
-    while let Some((name, after)) = rest.split_once("=\"") {
-        let (value, tail) = after.split_once('"').unwrap();
-        params.insert(name.trim_start_matches([',', ' ']).to_string(), json!(value));
-        rest = tail;
-    }
+    let params = crate::support::challenge_params(headers["www-authenticate"].to_str().unwrap());
     let amount = body["details"]["amount_cents"].as_i64().unwrap();
     let spt: Value = c.client
         .post(c.url(0, "/sandbox/stripe/v1/test_helpers/shared_payment/granted_tokens"))
@@ -240,12 +233,7 @@ async fn cluster_concurrent_paid_checkouts_through_three_nodes_make_one_charge_a
         .header("content-type", "application/x-www-form-urlencoded")
         .body(format!("payment_method=pm_card_visa&usage_limits%5Bcurrency%5D=usd&usage_limits%5Bmax_amount%5D={amount}&usage_limits%5Bexpires_at%5D=4102444800"))
         .send().await.unwrap().json().await.unwrap();
-    use base64::Engine as _;
-    let credential = json!({"challenge": params, "payload": {"spt": spt["id"]}});
-    let auth = format!(
-        "Payment {}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(credential.to_string())
-    );
+    let auth = crate::support::credential(&params, spt["id"].as_str().unwrap());
 
     let mut tasks = Vec::new();
     for i in 0..15 {

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
+use base64::Engine as _;
 use http_body_util::BodyExt;
 use kifly::app::App;
 use kifly::config::Config;
@@ -251,4 +252,24 @@ pub fn address(city: &str, region: &str) -> Value {
     serde_json::json!({
         "name": "Ada Lovelace", "line1": "1 Main St", "city": city, "region": region, "postal_code": "94105"
     })
+}
+
+/// The auth-params of a `WWW-Authenticate: Payment …` header (every value is a quoted string).
+pub fn challenge_params(header: &str) -> serde_json::Map<String, Value> {
+    let rest = header.strip_prefix("Payment ").expect("Payment scheme");
+    let mut params = serde_json::Map::new();
+    let mut chars = rest;
+    while let Some((name, after)) = chars.split_once("=\"") {
+        let (value, tail) = after.split_once('"').expect("closing quote");
+        params.insert(name.trim_start_matches([',', ' ']).to_string(), serde_json::json!(value));
+        chars = tail;
+    }
+    params
+}
+
+/// `Authorization: Payment <credential>` answering `challenge` with `spt`.
+pub fn credential(challenge: &serde_json::Map<String, Value>, spt: &str) -> String {
+    let credential = serde_json::json!({"challenge": challenge, "payload": {"spt": spt}});
+    let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(credential.to_string());
+    format!("Payment {encoded}")
 }
