@@ -40,6 +40,24 @@ pub(super) async fn claim_idempotency(
     now: i64,
     lease_ms: i64,
 ) -> StoreResult<ClaimOutcome> {
+    // The record that blocked the insert can be released (deleted) before it is read back; then the
+    // key is free again and the insert is simply retried.
+    for _ in 0..3 {
+        if let Some(outcome) = try_claim(conn, scope, fingerprint, now, lease_ms).await? {
+            return Ok(outcome);
+        }
+    }
+    Ok(ClaimOutcome::InProgress)
+}
+
+/// One claim attempt; `None` when the conflicting record vanished in between.
+async fn try_claim(
+    conn: &mut Conn,
+    scope: &IdempotencyScope,
+    fingerprint: &str,
+    now: i64,
+    lease_ms: i64,
+) -> StoreResult<Option<ClaimOutcome>> {
     let claim_token = ulid::Ulid::new().to_string();
     let claimed = IdempotencyClaim { scope: scope.clone(), claim_token: claim_token.clone() };
     let inserted = sqlx::query(
@@ -59,9 +77,9 @@ pub(super) async fn claim_idempotency(
     .await
     .map_err(map_err)?;
     if inserted.rows_affected() == 1 {
-        return Ok(ClaimOutcome::Claimed(claimed));
+        return Ok(Some(ClaimOutcome::Claimed(claimed)));
     }
-    let row = sqlx::query(
+    let Some(row) = sqlx::query(
         "SELECT fingerprint, state, lease_expires_at, status, response_body FROM idempotency_records
          WHERE principal = $1 AND method = $2 AND path = $3 AND idem_key = $4",
     )
@@ -69,24 +87,27 @@ pub(super) async fn claim_idempotency(
     .bind(&scope.method)
     .bind(&scope.path)
     .bind(&scope.key)
-    .fetch_one(&mut *conn)
+    .fetch_optional(&mut *conn)
     .await
-    .map_err(map_err)?;
+    .map_err(map_err)?
+    else {
+        return Ok(None);
+    };
     let stored_fingerprint: String = row.try_get(0).map_err(map_err)?;
     let state: String = row.try_get(1).map_err(map_err)?;
     let lease_expires_at: i64 = row.try_get(2).map_err(map_err)?;
     if stored_fingerprint != fingerprint {
-        return Ok(ClaimOutcome::Conflict);
+        return Ok(Some(ClaimOutcome::Conflict));
     }
     if state == "done" {
         let status: i64 = row.try_get(3).map_err(map_err)?;
         let body: Vec<u8> = row.try_get(4).map_err(map_err)?;
         let status =
             u16::try_from(status).map_err(|_| StoreError::Other(format!("bad stored status {status}")))?;
-        return Ok(ClaimOutcome::Replay(StoredResponse { status, body }));
+        return Ok(Some(ClaimOutcome::Replay(StoredResponse { status, body })));
     }
     if lease_expires_at > now {
-        return Ok(ClaimOutcome::InProgress);
+        return Ok(Some(ClaimOutcome::InProgress));
     }
     // The previous holder's lease ran out (it crashed or hung): take the key over, unless another
     // request just did.
@@ -105,7 +126,11 @@ pub(super) async fn claim_idempotency(
     .execute(&mut *conn)
     .await
     .map_err(map_err)?;
-    Ok(if taken.rows_affected() == 1 { ClaimOutcome::Claimed(claimed) } else { ClaimOutcome::InProgress })
+    Ok(Some(if taken.rows_affected() == 1 {
+        ClaimOutcome::Claimed(claimed)
+    } else {
+        ClaimOutcome::InProgress
+    }))
 }
 
 pub(super) async fn complete_idempotency(

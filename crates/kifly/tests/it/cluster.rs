@@ -265,7 +265,15 @@ async fn cluster_concurrent_paid_checkouts_through_three_nodes_make_one_charge_a
                     .contains(&body["error"].as_str().unwrap()),
                 "{body}"
             ),
-            other => panic!("unexpected {other}: {body}"),
+            other => {
+                let logs: Vec<String> = c._nodes.lock().unwrap().iter().map(|n| n.stderr()).collect();
+                let errors: Vec<&str> = logs
+                    .iter()
+                    .flat_map(|l| l.lines())
+                    .filter(|l| l.contains("ERROR") || l.contains("WARN"))
+                    .collect();
+                panic!("unexpected {other}: {body}\n{}", errors.join("\n"))
+            }
         }
     }
     assert_eq!((intents.len(), orders.len()), (1, 1), "{intents:?} {orders:?}");
