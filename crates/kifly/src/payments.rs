@@ -154,6 +154,22 @@ impl Payments {
         let mpp = ChallengeSigner::new(realm, derive(server_secret, "mpp challenge"));
         let sandbox = (stripe_is_sandbox || coinbase_is_sandbox || (x402.is_some() && x402_is_sandbox))
             .then(|| Sandbox::new(sandbox_config));
+        if sandbox.is_some() && !force {
+            // No credentials is a legitimate setup (a trial), but on a real shop it means orders are
+            // "paid" with test money: say so loudly, once, at start.
+            let sandboxed: Vec<&str> = [
+                (stripe_is_sandbox, "stripe"),
+                (coinbase_is_sandbox, "coinbase"),
+                (x402.is_some() && x402_is_sandbox, "x402"),
+            ]
+            .into_iter()
+            .filter_map(|(on, name)| on.then_some(name))
+            .collect();
+            tracing::warn!(
+                providers = sandboxed.join(","),
+                "payment providers without credentials use the built-in sandbox: payments are test payments (livemode false)"
+            );
+        }
         Ok(Payments {
             stripe,
             stripe_webhook_secret,

@@ -136,6 +136,67 @@ impl Cluster {
         (status, headers, body)
     }
 
+    /// A cart with one line and an address, its 402 challenge answered with a freshly minted token:
+    /// `(checkout path, Authorization value, Idempotency-Key)` for the paid request.
+    async fn ready_mpp_payment(&self, i: usize, key: &str, idem: &str) -> (String, String, String) {
+        let post = reqwest::Method::POST;
+        let (_, _, cart) = self
+            .send(
+                i,
+                post.clone(),
+                "/api/agent/cart",
+                key,
+                Some(&format!("{idem}-c")),
+                Some(json!({"seller_handle": "trailhead-outfitters"})),
+            )
+            .await;
+        let cart = cart["cart_id"].as_str().expect("cart").to_string();
+        let products = self.store.list_products(&Default::default()).await.expect("products");
+        let variant = products
+            .iter()
+            .flat_map(|p| p.variants.clone())
+            .find(|v| v.sku == "TH-IB32-SAG")
+            .expect("sku")
+            .id;
+        self.send(
+            i,
+            post.clone(),
+            &format!("/api/agent/cart/{cart}/items"),
+            key,
+            Some(&format!("{idem}-i")),
+            Some(json!({"variant_id": variant})),
+        )
+        .await;
+        let address = json!({"name": "Ada", "line1": "1 Main St", "city": "Denver", "region": "CO", "postal_code": "80202"});
+        self.send(
+            i,
+            reqwest::Method::PUT,
+            &format!("/api/agent/cart/{cart}/shipping-address"),
+            key,
+            Some(&format!("{idem}-a")),
+            Some(address),
+        )
+        .await;
+        let path = format!("/api/agent/cart/{cart}/checkout");
+        let (status, headers, body) = self.send(i, post, &path, key, Some(idem), None).await;
+        assert_eq!(status, 402, "{body}");
+        let params = crate::support::challenge_params(headers["www-authenticate"].to_str().unwrap());
+        let amount = body["details"]["amount_cents"].as_i64().unwrap();
+        let spt: Value = self
+            .client
+            .post(self.url(i, "/sandbox/stripe/v1/test_helpers/shared_payment/granted_tokens"))
+            .basic_auth("sk_test_wallet", None::<&str>)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("payment_method=pm_card_visa&usage_limits%5Bcurrency%5D=usd&usage_limits%5Bmax_amount%5D={amount}&usage_limits%5Bexpires_at%5D=4102444800"))
+            .send()
+            .await
+            .expect("mint")
+            .json()
+            .await
+            .expect("spt");
+        (path, crate::support::credential(&params, spt["id"].as_str().unwrap()), idem.to_string())
+    }
+
     async fn audit_count(&self, action: &str) -> usize {
         // Change actions are written in their own transaction, so the count is exact.
         self.store.recent_audit(10_000).await.expect("audit").iter().filter(|a| a.action == action).count()
@@ -432,8 +493,27 @@ async fn fault_postgres_outage_answers_503_and_recovers_without_restart() {
         assert_eq!(status, 201);
         keys.push(idem);
     }
+    // Five carts ready to pay (challenge answered with a minted token), paid during the outage.
+    let pay_key = c.key().await; // its own rate-limit bucket
+    let mut payments = Vec::new();
+    for i in 0..5 {
+        payments.push(c.ready_mpp_payment(0, &pay_key, &format!("pay-{i}")).await);
+    }
 
     let outage = Outage::begin();
+    for (path, auth, idem) in &payments {
+        let response = c
+            .client
+            .post(c.url(0, path))
+            .header("x-api-key", &pay_key)
+            .header("authorization", auth)
+            .header("idempotency-key", idem)
+            .send()
+            .await
+            .expect("request");
+        let status = response.status().as_u16();
+        assert!(status == 503 || status == 200, "a payment during the outage: {status}");
+    }
     let mut saw_503 = false;
     for i in 0..10 {
         let (idem, (status, headers, body), took) = create(format!("during-{i}")).await;
@@ -473,4 +553,34 @@ async fn fault_postgres_outage_answers_503_and_recovers_without_restart() {
     }
     assert_eq!(carts.len(), keys.len(), "one cart per key");
     assert_eq!(c.audit_count("cart.create").await, keys.len(), "no lost or duplicated carts");
+
+    // Every payment retried with its key after the outage ends paid, once: one order and one
+    // PaymentIntent per cart.
+    let mut intents = std::collections::BTreeSet::new();
+    for (path, auth, idem) in &payments {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let response = c
+                .client
+                .post(c.url(0, path))
+                .header("x-api-key", &pay_key)
+                .header("authorization", auth)
+                .header("idempotency-key", idem)
+                .send()
+                .await
+                .expect("request");
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            if status == 200 {
+                intents.insert(body["payment_intent_id"].as_str().unwrap_or_default().to_string());
+                let order = c.store.get_order(body["order_id"].as_str().unwrap()).await.unwrap().unwrap();
+                assert_eq!(order.status, kifly_store::OrderStatus::Paid);
+                break;
+            }
+            assert!(Instant::now() < deadline, "{path} never paid after the outage: {status} {body}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    assert_eq!(intents.len(), payments.len(), "one PaymentIntent per cart");
+    assert_eq!(c.audit_count("checkout.mpp").await, payments.len(), "no lost or duplicated orders");
 }
