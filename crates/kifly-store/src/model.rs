@@ -301,7 +301,7 @@ pub struct NewOrder {
     pub email: Option<String>,
     pub expires_at: Option<i64>,
     /// See the `orders.settlement_credential` column.
-    pub settlement_credential: Option<String>,
+    pub settlement_credential: Option<Credential>,
     /// The buyer account the order belongs to (a buyer token was given at checkout).
     pub buyer_id: Option<String>,
 }
@@ -332,7 +332,7 @@ pub struct Order {
     pub tracking_url: Option<String>,
     pub delivered_at: Option<i64>,
     pub closed_at: Option<i64>,
-    pub settlement_credential: Option<String>,
+    pub settlement_credential: Option<Credential>,
     pub buyer_id: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
@@ -420,4 +420,15 @@ pub struct FeedbackEntry {
     /// JSON of the submitted fields.
     pub content: String,
     pub created_at: i64,
+}
+
+/// A payment credential kept while an order is pending (a shared payment token, a signed x402
+/// payload). `Debug` never shows it, so an order can be logged safely.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credential(pub String);
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Credential(<redacted>)")
+    }
 }

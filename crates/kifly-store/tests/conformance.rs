@@ -747,7 +747,7 @@ async fn new_order(
         shipping_address: address(),
         email: None,
         expires_at: Some(T0 + 1000),
-        settlement_credential: Some("spt_secret".into()),
+        settlement_credential: Some(Credential("spt_secret".into())),
         buyer_id: None,
     }
 }

@@ -51,7 +51,10 @@ fn order_from_row(r: &DbRow) -> StoreResult<Order> {
         tracking_url: r.try_get("tracking_url").map_err(map_err)?,
         delivered_at: r.try_get("delivered_at").map_err(map_err)?,
         closed_at: r.try_get("closed_at").map_err(map_err)?,
-        settlement_credential: r.try_get("settlement_credential").map_err(map_err)?,
+        settlement_credential: r
+            .try_get::<Option<String>, _>("settlement_credential")
+            .map_err(map_err)?
+            .map(Credential),
         buyer_id: r.try_get("buyer_id").map_err(map_err)?,
         created_at: r.try_get("created_at").map_err(map_err)?,
         updated_at: r.try_get("updated_at").map_err(map_err)?,
@@ -124,7 +127,7 @@ pub(super) async fn insert(conn: &mut Conn, order: &NewOrder, now: i64) -> Store
     .bind(&order.email)
     .bind(order.expires_at)
     .bind(now)
-    .bind(&order.settlement_credential)
+    .bind(order.settlement_credential.as_ref().map(|c| c.0.as_str()))
     .bind(&order.buyer_id)
     .execute(conn)
     .await

@@ -232,7 +232,7 @@ struct PaymentTerms {
     session_id: String,
     expires_at: Option<i64>,
     email: Option<String>,
-    settlement_credential: Option<String>,
+    settlement_credential: Option<kifly_store::Credential>,
     /// The buyer account, when a valid buyer token came with the checkout.
     buyer_id: Option<String>,
 }
@@ -837,7 +837,7 @@ async fn resume(app: &App, order: Order, seller: &Seller) -> AgentCheckoutResult
 
 /// Step 2 and 3 for an agent-paid order that is pending (fresh, retried or swept).
 async fn settle_pending(app: &App, order: Order, seller: &Seller) -> AgentCheckoutResult {
-    let credential = order.settlement_credential.clone().unwrap_or_default();
+    let credential = order.settlement_credential.clone().map(|c| c.0).unwrap_or_default();
     match order.payment_rail.as_str() {
         "stripe-mpp" => settle_mpp(app, order, seller, &credential).await,
         _ => settle_x402(app, order, seller, &credential).await,
@@ -912,7 +912,7 @@ async fn pay_mpp(
         session_id: mpp_session(&verified.challenge_id),
         expires_at: Some(expires_at),
         email: None,
-        settlement_credential: Some(verified.shared_payment_token.clone()),
+        settlement_credential: Some(kifly_store::Credential(verified.shared_payment_token.clone())),
         buyer_id: buyer_id.map(str::to_string),
     };
     let order = reserve(tx.as_mut(), &locked, quote, terms).await?;
@@ -1033,7 +1033,7 @@ async fn pay_x402(
         session_id: x402_session(&verified.payer.to_lower_hex(), &verified.nonce_hex()),
         expires_at: Some(expires_at),
         email: None,
-        settlement_credential: Some(credential.clone()),
+        settlement_credential: Some(kifly_store::Credential(credential.clone())),
         buyer_id: buyer_id.map(str::to_string),
     };
     let order = reserve(tx.as_mut(), &locked, quote, terms).await?;
