@@ -43,6 +43,7 @@ pub async fn register(State(app): State<App>, caller: Caller, request: Idempoten
             Box::pin(async move { buyers::register(&a, &c, parse_body(body)?).await })
         })
         .await;
+    // The code mail committed with the outcome: send it now rather than at the next poll.
     app.outbox.wake();
     response
 }

@@ -220,14 +220,18 @@ where
             Err(e) => Reply::error(&e),
         };
     };
-    let scope = IdempotencyScope {
-        principal: caller.id().to_string(),
-        method: "MCP".into(),
-        path: tool.to_string(),
-        key,
-    };
     let fingerprint = idempotency::fingerprint(&body);
-    match idempotency::run_once(app, scope, &fingerprint, body, op).await {
+    outcome_reply(idempotency::run_once(app, mcp_scope(caller, tool, key), &fingerprint, body, op).await)
+}
+
+/// The idempotency scope of an MCP tool call: key id, `MCP`, tool name, `idempotency_key`.
+fn mcp_scope(caller: &Caller, tool: &str, key: String) -> IdempotencyScope {
+    IdempotencyScope { principal: caller.id().to_string(), method: "MCP".into(), path: tool.to_string(), key }
+}
+
+/// A tool result from an idempotent run's (stored or fresh) outcome.
+fn outcome_reply(outcome: Result<Outcome, ApiError>) -> Reply {
+    match outcome {
         Ok(Outcome { status, body, replayed, .. }) => match serde_json::from_slice::<Value>(&body) {
             Ok(value) => Reply { ok: status.is_success(), body: value, replayed },
             Err(_) => Reply::error(&ApiError::internal(None)),
@@ -254,20 +258,9 @@ where
             Err(e) => Reply::error(&e),
         };
     };
-    let scope = IdempotencyScope {
-        principal: caller.id().to_string(),
-        method: "MCP".into(),
-        path: tool.to_string(),
-        key,
-    };
     let fingerprint = idempotency::fingerprint(&body);
-    match idempotency::run_once_leased_steps(app, scope, &fingerprint, move || op(body)).await {
-        Ok(Outcome { status, body, replayed, .. }) => match serde_json::from_slice::<Value>(&body) {
-            Ok(value) => Reply { ok: status.is_success(), body: value, replayed },
-            Err(_) => Reply::error(&ApiError::internal(None)),
-        },
-        Err(e) => Reply::error(&e),
-    }
+    let scope = mcp_scope(caller, tool, key);
+    outcome_reply(idempotency::run_once_leased_steps(app, scope, &fingerprint, move || op(body)).await)
 }
 
 /// `tools/call`: unknown tools are a protocol error (`-32602`); everything else is a tool result.
