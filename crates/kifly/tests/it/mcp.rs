@@ -89,6 +89,22 @@ impl Server {
         Self::with_config(|_| {}).await
     }
 
+    /// A server whose payment clients reach the built-in sandbox (for checkout).
+    async fn serving() -> Server {
+        let t = TestApp::serving().await;
+        let base = t.base_url();
+        Server::around(t, base)
+    }
+
+    fn around(t: TestApp, origin: String) -> Server {
+        let output_schemas = kifly::mcp::tools::registry()
+            .defs
+            .iter()
+            .map(|d| (d.name.to_string(), d.output_schema()))
+            .collect();
+        Server { t, url: format!("{origin}/api/mcp"), origin, http: reqwest::Client::new(), output_schemas }
+    }
+
     async fn with_config(tweak: impl FnOnce(&mut kifly::config::Config)) -> Server {
         let t = TestApp::with_config(tweak).await;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -97,18 +113,7 @@ impl Server {
         tokio::spawn(async move {
             axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>()).await.ok();
         });
-        let output_schemas = kifly::mcp::tools::registry()
-            .defs
-            .iter()
-            .map(|d| (d.name.to_string(), d.output_schema()))
-            .collect();
-        Server {
-            t,
-            url: format!("http://{addr}/api/mcp"),
-            origin: format!("http://{addr}"),
-            http: reqwest::Client::new(),
-            output_schemas,
-        }
+        Server::around(t, format!("http://{addr}"))
     }
 
     /// POSTs `body` with `key` (Bearer) and the standard MCP headers plus `extra`.
@@ -721,6 +726,34 @@ async fn get_platform_limits_follows_the_operator() {
         json!({"max_item_quantity": 20, "max_cart_total_cents": 100000, "max_cart_total_usd": "1000.00"})
     );
     s.fails("get_platform_limits", json!({"verbose": true}), "invalid_request").await;
+}
+
+// --- Checkout ---------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn checkout_tool_opens_one_session_per_idempotency_key_and_order_status_follows_it() {
+    let s = Server::serving().await;
+    let cart = s.cart("trailhead-outfitters").await;
+    let variant = s.t.variant("TH-IB32-SAG").await;
+    s.ok("add_to_cart", json!({"cart_id": cart, "variant_id": variant, "quantity": 2})).await;
+    // Checks come first: no address yet.
+    s.fails("checkout", json!({"cart_id": cart}), "shipping_address_required").await;
+    let address = json!({"cart_id": cart, "name": "Ada", "line1": "1 Main St", "city": "Austin", "region": "TX", "postal_code": "78701"});
+    s.ok("set_shipping_address", address).await;
+    let args = json!({"cart_id": cart, "email": "ada@example.com", "idempotency_key": "mcp-checkout-1"});
+    let key = s.t.network_key.clone();
+    let first = s.call_as(&key, "checkout", args.clone()).await;
+    let again = s.call_as(&key, "checkout", args).await;
+    assert_eq!(first["structuredContent"], again["structuredContent"]);
+    assert_eq!(again["_meta"]["kifly.dev/idempotentReplayed"], true);
+    let session = first["structuredContent"]["session_id"].as_str().unwrap().to_string();
+    assert_eq!(first["structuredContent"]["amount"], 2 * 3_499 + 599);
+    // Without a key, asking again while pending returns the same session.
+    assert_eq!(s.ok("checkout", json!({"cart_id": cart})).await["session_id"], session);
+    let order = s.ok("order_status", json!({"session_id": session})).await;
+    assert_eq!(order["status"], "pending_payment");
+    s.fails("add_to_cart", json!({"cart_id": cart, "variant_id": variant}), "cart_locked").await;
+    s.fails("order_status", json!({"session_id": "cs_test_unknown"}), "order_not_found").await;
 }
 
 // --- Idempotency -----------------------------------------------------------------------------
