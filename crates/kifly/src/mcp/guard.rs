@@ -3,6 +3,7 @@
 
 use axum::body::{Body, Bytes};
 use axum::extract::Request;
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use rmcp::model::{
@@ -13,11 +14,11 @@ use rmcp::transport::StreamableHttpService;
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
 use serde_json::{Value, json};
 
-use super::{KiflyMcp, PROTOCOL_VERSIONS};
+use super::{KiflyMcp, PROTOCOL_VERSIONS, tools};
 use crate::app::App;
 use crate::auth::AuthState;
 use crate::error::ApiError;
-use crate::http::MAX_BODY_BYTES;
+use crate::http::{MAX_BODY_BYTES, RequestId};
 
 /// JSON-RPC error codes used here.
 const PARSE_ERROR: i64 = -32700;
@@ -42,24 +43,30 @@ const STANDARD_METHODS: [&str; 13] = [
 ];
 
 pub struct Endpoint {
+    app: App,
     service: StreamableHttpService<KiflyMcp, NeverSessionManager>,
     hosts: AllowedHosts,
 }
 
 impl Endpoint {
     pub fn new(app: &App) -> Endpoint {
-        Endpoint { service: super::service(app), hosts: AllowedHosts::new(&app.config.mcp_hosts()) }
+        Endpoint {
+            app: app.clone(),
+            service: super::service(app),
+            hosts: AllowedHosts::new(&app.config.mcp_hosts()),
+        }
     }
 
     pub async fn handle(&self, request: Request) -> Response {
         match self.check(request).await {
-            Ok(request) => from_rmcp(self.service.handle(request).await.into_response()).await,
+            Ok(Checked::Rmcp(request)) => from_rmcp(self.service.handle(request).await.into_response()).await,
+            Ok(Checked::ToolCall { parts, id, params }) => self.call_tool(parts, id, params).await,
             Err(response) => response,
         }
     }
 
-    /// Everything that may refuse a request, in order; `Ok` is the request to hand to rmcp.
-    async fn check(&self, request: Request) -> Result<Request, Response> {
+    /// Everything that may refuse a request, in order; `Ok` is what to do with it.
+    async fn check(&self, request: Request) -> Result<Checked, Response> {
         let (mut parts, body) = request.into_parts();
         self.hosts.check(&parts.headers, parts.uri.authority()).map_err(IntoResponse::into_response)?;
         match parts.extensions.get::<AuthState>() {
@@ -101,8 +108,10 @@ impl Endpoint {
         let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
             .await
             .map_err(|_| ApiError::payload_too_large().into_response())?;
-        let is_initialize = check_envelope(&bytes).map_err(IntoResponse::into_response)?;
-        if !is_initialize && let Some(version) = parts.headers.get("mcp-protocol-version") {
+        let envelope = check_envelope(&bytes).map_err(IntoResponse::into_response)?;
+        if !matches!(envelope, Envelope::Initialize)
+            && let Some(version) = parts.headers.get("mcp-protocol-version")
+        {
             let version = version.to_str().unwrap_or("");
             if !PROTOCOL_VERSIONS.iter().any(|v| v.as_str() == version) {
                 let supported: Vec<&str> = PROTOCOL_VERSIONS.iter().map(|v| v.as_str()).collect();
@@ -118,8 +127,37 @@ impl Endpoint {
                 ));
             }
         }
-        Ok(Request::from_parts(parts, Body::from(bytes)))
+        Ok(match envelope {
+            Envelope::ToolCall { id, params } => Checked::ToolCall { parts, id, params },
+            _ => Checked::Rmcp(Request::from_parts(parts, Body::from(bytes))),
+        })
     }
+
+    /// `tools/call`, answered at the edge: the same [`tools::call_reply`] rmcp's handler uses, but the
+    /// JSON-RPC response is written from one serialisation of the result (the text copy and
+    /// `structuredContent` are the same JSON), skipping rmcp's typed round trip. This is the hot path
+    /// of every agent; everything else (initialize, lists, resources, notifications) stays with rmcp.
+    async fn call_tool(&self, parts: Parts, id: Value, params: CallToolRequestParams) -> Response {
+        let caller = match parts.extensions.get::<AuthState>() {
+            Some(AuthState::Authenticated(caller)) => caller.clone(),
+            _ => return unauthorized(ApiError::invalid_api_key(), false),
+        };
+        let request_id = parts.extensions.get::<RequestId>().map(|r| r.0.clone());
+        match tools::call_reply(&self.app, &caller, &params.name, params.arguments).await {
+            Ok(reply) => {
+                let body = tools::render_jsonrpc(&id, reply, request_id.as_deref());
+                ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
+            }
+            Err(e) => jsonrpc_error(StatusCode::OK, id, i64::from(e.code.0), e.message.to_string(), e.data),
+        }
+    }
+}
+
+/// What the edge decided about a request that passed every check.
+#[expect(clippy::large_enum_variant, reason = "one short-lived value per request; boxing buys nothing")]
+enum Checked {
+    Rmcp(Request),
+    ToolCall { parts: Parts, id: Value, params: CallToolRequestParams },
 }
 
 fn unauthorized(error: ApiError, presented: bool) -> Response {
@@ -184,7 +222,19 @@ impl IntoResponse for RpcError {
 
 /// Checks the JSON-RPC envelope so that malformed messages get JSON-RPC errors (rmcp would answer
 /// them with plain text). Returns whether the message is an `initialize` request.
-fn check_envelope(bytes: &Bytes) -> Result<bool, RpcError> {
+/// What a well-formed message is, as far as the edge cares.
+#[derive(Debug)]
+#[expect(clippy::large_enum_variant, reason = "one short-lived value per request; boxing buys nothing")]
+enum Envelope {
+    /// `initialize` (exempt from the protocol-version header check).
+    Initialize,
+    /// A `tools/call` request: answered here, without rmcp (see [`Endpoint::call_tool`]).
+    ToolCall { id: Value, params: CallToolRequestParams },
+    /// Anything else: rmcp's.
+    Other,
+}
+
+fn check_envelope(bytes: &Bytes) -> Result<Envelope, RpcError> {
     let bad = |id: Value, code: i64, message: String| Err(RpcError { id, code, message });
     let value: Value = match serde_json::from_slice(bytes) {
         Ok(value) => value,
@@ -219,7 +269,7 @@ fn check_envelope(bytes: &Bytes) -> Result<bool, RpcError> {
     }
     let Some(method) = message.get("method") else {
         // A response or error from the client: rmcp refuses those (stateless: nothing to answer).
-        return Ok(false);
+        return Ok(Envelope::Other);
     };
     let Some(method) = method.as_str() else {
         return bad(usable_id, INVALID_REQUEST, "Invalid Request: method must be a string".into());
@@ -236,9 +286,11 @@ fn check_envelope(bytes: &Bytes) -> Result<bool, RpcError> {
     // struct parse), the rest through rmcp's whole message type (an untagged enum, much slower).
     let params = || message.get("params").cloned().unwrap_or(Value::Null);
     let reason = match method {
-        "tools/call" => {
-            serde_json::from_value::<CallToolRequestParams>(params()).err().map(|e| e.to_string())
-        }
+        "tools/call" => match serde_json::from_value::<CallToolRequestParams>(params()) {
+            Ok(params) if id.is_some() => return Ok(Envelope::ToolCall { id: usable_id, params }),
+            Ok(_) => None,
+            Err(e) => Some(e.to_string()),
+        },
         "resources/read" => {
             serde_json::from_value::<ReadResourceRequestParams>(params()).err().map(|e| e.to_string())
         }
@@ -260,7 +312,7 @@ fn check_envelope(bytes: &Bytes) -> Result<bool, RpcError> {
     if let Some(reason) = reason {
         return bad(usable_id, INVALID_PARAMS, format!("Invalid params for {method}: {reason}"));
     }
-    Ok(method == "initialize" && id.is_some())
+    Ok(if method == "initialize" && id.is_some() { Envelope::Initialize } else { Envelope::Other })
 }
 
 /// rmcp answers some refusals with plain text; give them the error envelope instead.
@@ -442,15 +494,18 @@ mod tests {
         code(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"arguments":{}}}"#);
         code(r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"get_cart","arguments":[]}}"#);
         code(r#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{}}"#);
-        assert_eq!(
-            check_envelope(&Bytes::from(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#)).ok(),
-            Some(false)
-        );
-        assert_eq!(
-            check_envelope(&Bytes::from(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#)).ok(),
-            Some(false)
-        );
+        let kind = |body: &str| check_envelope(&Bytes::from(body.to_string())).expect("well formed");
+        assert!(matches!(kind(r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#), Envelope::Other));
+        assert!(matches!(kind(r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#), Envelope::Other));
         let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
-        assert_eq!(check_envelope(&Bytes::from(init)).ok(), Some(true));
+        assert!(matches!(kind(init), Envelope::Initialize));
+        let call =
+            r#"{"jsonrpc":"2.0","id":"a","method":"tools/call","params":{"name":"get_cart","arguments":{}}}"#;
+        assert!(matches!(kind(call), Envelope::ToolCall { id: Value::String(_), .. }));
+        // A tools/call notification (no id) has no answer: rmcp's.
+        assert!(matches!(
+            kind(r#"{"jsonrpc":"2.0","method":"tools/call","params":{"name":"x"}}"#),
+            Envelope::Other
+        ));
     }
 }

@@ -16,7 +16,9 @@
 //! - [`tools`]: the registry and `tools/call`; one file per tool family ([`catalog`], [`carts`],
 //!   [`platform`], [`checkout`], [`buyers`]).
 //!
-//! rmcp runs in stateless JSON mode: no `Mcp-Session-Id`, one JSON response per POST, 202 for
+//! `tools/call` requests (the hot path) are answered by the guard itself through the same
+//! [`tools::call_reply`], writing the JSON-RPC response from one serialisation of the result; rmcp
+//! handles every other message. rmcp runs in stateless JSON mode: no `Mcp-Session-Id`, one JSON response per POST, 202 for
 //! notifications, 405 for GET and DELETE. Its own Host check is turned off because the guard does it
 //! with the project's error envelope and configuration.
 

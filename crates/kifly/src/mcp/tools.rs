@@ -271,6 +271,16 @@ pub async fn call(
     name: &str,
     arguments: Option<JsonObject>,
 ) -> Result<CallToolResult, ErrorData> {
+    Ok(call_reply(app, caller, name, arguments).await?.into_result(request_id))
+}
+
+/// Validates and runs a tool call; the [`Reply`] before it is rendered.
+pub async fn call_reply(
+    app: &App,
+    caller: &Caller,
+    name: &str,
+    arguments: Option<JsonObject>,
+) -> Result<Reply, ErrorData> {
     let registry = registry();
     let Some(&index) = registry.index.get(name) else {
         let known: Vec<&str> = registry.defs.iter().map(|d| d.name).collect();
@@ -288,7 +298,33 @@ pub async fn call(
     metrics::counter!("kifly_mcp_tool_calls_total", "tool" => registry.defs[index].name, "outcome" => outcome.to_string())
         .increment(1);
     tracing::debug!(mcp.tool = name, error.code = reply.code(), replayed = reply.replayed, "mcp tool call");
-    Ok(reply.into_result(request_id))
+    Ok(reply)
+}
+
+/// The JSON-RPC response of a tool call, written from one serialisation of its body: the text copy
+/// is that JSON as a string and `structuredContent` is the same JSON verbatim (what rmcp would
+/// produce from [`Reply::into_result`], without building the typed result).
+pub fn render_jsonrpc(id: &Value, mut reply: Reply, request_id: Option<&str>) -> Vec<u8> {
+    if reply.code() == "internal_error" {
+        reply.body["details"] = json!({ "request_id": request_id });
+    }
+    let json = reply.body.to_string();
+    // A string always serialises; the fallback only keeps this function total.
+    let text = serde_json::to_string(&json).unwrap_or_else(|_| "\"\"".into());
+    let mut out = Vec::with_capacity(json.len() + text.len() + 128);
+    out.extend_from_slice(br#"{"jsonrpc":"2.0","id":"#);
+    out.extend_from_slice(id.to_string().as_bytes());
+    out.extend_from_slice(br#","result":{"content":[{"type":"text","text":"#);
+    out.extend_from_slice(text.as_bytes());
+    out.extend_from_slice(br#"}],"structuredContent":"#);
+    out.extend_from_slice(json.as_bytes());
+    out.extend_from_slice(br#","isError":"#);
+    out.extend_from_slice(if reply.ok { b"false" } else { b"true" });
+    if reply.replayed {
+        out.extend_from_slice(format!(r#","_meta":{{"{REPLAYED_META}":true}}"#).as_bytes());
+    }
+    out.extend_from_slice(b"}}");
+    out
 }
 
 async fn dispatch(app: &App, caller: &Caller, name: &'static str, args: Value) -> Reply {
