@@ -81,11 +81,11 @@ pub fn sandbox_config(config: &Config, server_secret: &str) -> SandboxConfig {
 impl Payments {
     /// Builds the clients. Fails only on malformed URLs in the configuration.
     pub fn from_config(config: &Config, server_secret: &str) -> Result<Payments, String> {
-        let own_url = loopback_url(&config.bind);
-        let public_url =
-            config.public_url.clone().unwrap_or_else(|| own_url.clone()).trim_end_matches('/').to_string();
         let force = config.payments_sandbox;
         let sandbox_config = sandbox_config(config, server_secret);
+        // This process on loopback (where the sandbox is), and the base of links handed to buyers.
+        let own_url = sandbox_config.webhook_base_url.clone();
+        let public_url = sandbox_config.public_base_url.clone();
         let err = |e: kifly_payments::ConfigError| e.0;
 
         let stripe_real = config.stripe_secret_key.clone().filter(|_| !force);

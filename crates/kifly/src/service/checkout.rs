@@ -643,15 +643,14 @@ pub enum AgentPayment {
     X402(Box<IncomingPayment>),
 }
 
-/// Reads the payment headers. A malformed credential is answered later with a fresh challenge.
+/// Reads the payment headers; `payment_authorization` is the `Authorization` field that carries
+/// the `Payment` scheme, if any. A malformed credential is answered later with a fresh challenge.
 pub fn read_agent_payment(
-    authorization: Option<&str>,
+    payment_authorization: Option<&str>,
     payment_signature: Option<&str>,
     x_payment: Option<&str>,
 ) -> Result<AgentPayment, String> {
-    if let Some(value) =
-        authorization.filter(|v| v.trim_start().get(..8).is_some_and(|s| s.eq_ignore_ascii_case("payment ")))
-    {
+    if let Some(value) = payment_authorization {
         return mpp::parse_authorization(value)
             .map(|c| AgentPayment::Mpp(Box::new(c)))
             .map_err(|e| e.to_string());
@@ -789,20 +788,23 @@ pub async fn agent_checkout(
             Some(ApiError::payment_failed(reason)),
         ));
     }
-    if matches!(payment, AgentPayment::None) {
-        return Err(challenge(app, caller.id(), &cart, quote.total_cents, None));
-    }
-    let (buyer, _) = super::buyers::resolve_for_checkout(app, buyer_token).await?;
-    let buyer_id = buyer.as_ref().map(|b| b.id.as_str());
+    // Only a paid request files the order under a buyer.
     match payment {
         AgentPayment::None => Err(challenge(app, caller.id(), &cart, quote.total_cents, None)),
         AgentPayment::Mpp(credential) => {
-            pay_mpp(app, caller, &cart, &seller, &quote, &credential, buyer_id).await
+            let buyer_id = buyer_id_for(app, buyer_token).await?;
+            pay_mpp(app, caller, &cart, &seller, &quote, &credential, buyer_id.as_deref()).await
         }
         AgentPayment::X402(payment) => {
-            pay_x402(app, caller, &cart, &seller, &quote, &payment, buyer_id).await
+            let buyer_id = buyer_id_for(app, buyer_token).await?;
+            pay_x402(app, caller, &cart, &seller, &quote, &payment, buyer_id.as_deref()).await
         }
     }
+}
+
+/// The buyer a checkout's token names (an unknown token is not an error at checkout).
+async fn buyer_id_for(app: &App, buyer_token: Option<&str>) -> ApiResult<Option<String>> {
+    Ok(super::buyers::resolve_for_checkout(app, buyer_token).await?.0.map(|b| b.id))
 }
 
 /// Whether `payment` is the one that made `order` (so a retry resumes it).
