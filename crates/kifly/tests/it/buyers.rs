@@ -340,3 +340,53 @@ async fn smtp_codes_survive_a_mail_server_outage_and_arrive_when_it_returns() {
         .assert_ok(200);
     assert_eq!(t.store.list_mail(1).await.unwrap()[0].status, "sent");
 }
+
+#[tokio::test]
+async fn an_agent_paid_checkout_with_x_buyer_token_is_filed_under_the_buyer() {
+    let t = TestApp::serving().await;
+    let token = verified_buyer(&t, "grace@example.com").await;
+    let key = t.network_key.clone();
+    let cart = t.cart(&key, "trailhead-outfitters").await;
+    let variant = t.variant("TH-IB32-SAG").await;
+    t.write(Method::POST, &format!("/api/agent/cart/{cart}/items"), &key, json!({"variant_id": variant}))
+        .await
+        .assert_ok(200);
+    t.write(Method::PUT, &format!("/api/agent/cart/{cart}/shipping-address"), &key, me_address())
+        .await
+        .assert_ok(200);
+    let path = format!("/api/agent/cart/{cart}/checkout");
+    let challenge = t.send(Method::POST, &path, Some(&key), &[("idempotency-key", "c")], None).await;
+    challenge.assert_error(402, "payment_required");
+    let params = crate::support::challenge_params(challenge.header("www-authenticate").unwrap());
+    let spt: Value = reqwest::Client::new()
+        .post(format!("{}/sandbox/stripe/v1/test_helpers/shared_payment/granted_tokens", t.base_url()))
+        .basic_auth("sk_test_wallet", None::<&str>)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("payment_method=pm_card_visa&usage_limits%5Bcurrency%5D=usd&usage_limits%5Bmax_amount%5D=100000&usage_limits%5Bexpires_at%5D=4102444800")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let auth = crate::support::credential(&params, spt["id"].as_str().unwrap());
+    let headers = [
+        ("idempotency-key", "c"),
+        ("x-api-key", key.as_str()),
+        ("authorization", auth.as_str()),
+        ("x-buyer-token", token.as_str()),
+    ];
+    let paid = t.send(Method::POST, &path, None, &headers, None).await.assert_ok(200);
+    let list = t
+        .send(
+            Method::GET,
+            "/api/agent/buyers/me/orders",
+            Some(&key),
+            &[("x-buyer-token", token.as_str())],
+            None,
+        )
+        .await
+        .assert_ok(200);
+    assert_eq!(list["count"], 1);
+    assert_eq!(list["orders"][0]["order_id"], paid["order_id"]);
+}
