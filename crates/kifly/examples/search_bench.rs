@@ -2,17 +2,25 @@
 //! 3-word queries. Run in release:
 //!
 //! ```text
-//! cargo run --release -p kifly --example search_bench -- [PRODUCTS=100000] [QUERIES=2000]
+//! cargo run --release -p kifly --example search_bench -- [PRODUCTS=100000] [QUERIES=2000] [off|ngram|model2vec]
 //! ```
 //!
 //! The catalog is generated deterministically from word lists in six languages (titles of 3–5
 //! words, ~40-word descriptions mixing two languages, 1–6 variants), so numbers are comparable
 //! between runs. Reading the rows from the database is not included in the build time.
+//!
+//! The last argument turns the semantic layer on (`SEMANTIC=1` still means `ngram`). `model2vec`
+//! writes a Model2Vec model over the benchmark's vocabulary into a temporary directory (256
+//! dimensions like the potion models, translations of a noun sharing most of their vector) and loads
+//! it through the same code as `search_model_path`, so the build time includes embedding every
+//! product with it. A real multilingual model has a far larger vocabulary (a slower tokenizer, the
+//! same vector work).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
-use kifly::search::{Index, NgramEmbedder, SearchQuery};
+use kifly::search::{Embedder, Index, Model2VecEmbedder, NgramEmbedder, SearchQuery};
 use kifly_core::catalog::Tier;
 use kifly_core::coverage::Coverage;
 use kifly_store::{Product, Seller, Variant};
@@ -222,20 +230,74 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-fn main() {
-    let args: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
-    let n = args.first().copied().unwrap_or(100_000);
-    let queries = args.get(1).copied().unwrap_or(2_000);
-    let semantic = std::env::var("SEMANTIC").is_ok_and(|v| v == "1");
+/// Dimensions of the generated Model2Vec model.
+const MODEL_DIM: usize = 256;
+
+/// A Model2Vec model over every benchmark word: each word gets a random unit direction, and the
+/// translations in `NOUNS` (jacket, chaqueta, veste, jacke, giacca) share 80 % of theirs.
+fn write_model(dir: &std::path::Path) -> Result<(), String> {
+    let mut words: Vec<String> = Vec::new();
+    for list in [ADJECTIVES, NOUNS, FILLER, CATEGORIES] {
+        for w in list {
+            // The BERT normaliser strips accents; the vocabulary must hold the stripped form.
+            let w = kifly::search::text::fold(w);
+            if !words.contains(&w) {
+                words.push(w);
+            }
+        }
+    }
+    let mut rng = Rng(7);
+    let mut random_unit = || {
+        let v: Vec<f32> = (0..MODEL_DIM).map(|_| (rng.below(2001) as f32 - 1000.0) / 1000.0).collect();
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        v.into_iter().map(|x| x / norm).collect::<Vec<f32>>()
+    };
+    let jacket = random_unit();
+    let mut vectors = Vec::with_capacity(words.len() * MODEL_DIM);
+    for w in &words {
+        let own = random_unit();
+        let shared = ["jacket", "chaqueta", "veste", "jacke", "giacca"].contains(&w.as_str());
+        vectors.extend(own.iter().zip(&jacket).map(|(o, j)| if shared { 0.8 * j + 0.2 * o } else { *o }));
+    }
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    kifly::search::model2vec::write_model_dir(dir, &words, &vectors, kifly::search::model2vec::Dtype::F32)
+        .map_err(|e| e.to_string())
+}
+
+fn main() -> Result<(), String> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let numbers: Vec<usize> = args.iter().filter_map(|a| a.parse().ok()).collect();
+    let n = numbers.first().copied().unwrap_or(100_000);
+    let queries = numbers.get(1).copied().unwrap_or(2_000);
+    let mut embedder_name = if std::env::var("SEMANTIC").is_ok_and(|v| v == "1") { "ngram" } else { "off" };
+    if let Some(name) = args.iter().find(|a| a.parse::<usize>().is_err()) {
+        embedder_name = name.as_str();
+    }
+    let model_dir = std::env::temp_dir().join(format!("kifly-bench-model-{}", std::process::id()));
+    let embedder: Option<Arc<dyn Embedder>> = match embedder_name {
+        "off" => None,
+        "ngram" => Some(Arc::new(NgramEmbedder::default())),
+        "model2vec" => {
+            write_model(&model_dir)?;
+            let started = Instant::now();
+            let model = Model2VecEmbedder::load(&model_dir).map_err(|e| e.to_string())?;
+            println!(
+                "model2vec: {} tokens × {} dimensions, loaded in {:.1} ms",
+                model.vocab_size(),
+                model.dim(),
+                started.elapsed().as_secs_f64() * 1000.0
+            );
+            let _ = std::fs::remove_dir_all(&model_dir);
+            Some(Arc::new(model))
+        }
+        other => return Err(format!("unknown embedder {other:?}: off, ngram or model2vec")),
+    };
     let (products, sellers) = catalog(n);
 
     let started = Instant::now();
-    let embedder = semantic.then(|| {
-        (std::sync::Arc::new(NgramEmbedder::default()) as std::sync::Arc<dyn kifly::search::Embedder>, 0.3)
-    });
-    let index = Index::build(products, sellers, embedder);
+    let index = Index::build(products, sellers, embedder.map(|e| (e, 0.3)));
     let build = started.elapsed();
-    println!("index build: {n} products in {:.2} s (semantic: {semantic})", build.as_secs_f64());
+    println!("index build: {n} products in {:.2} s (semantic: {embedder_name})", build.as_secs_f64());
 
     let mut rng = Rng(42);
     let mut times = Vec::with_capacity(queries);
@@ -265,4 +327,5 @@ fn main() {
         times[times.len() - 1],
         hits_total as f64 / queries as f64
     );
+    Ok(())
 }

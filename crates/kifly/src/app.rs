@@ -59,6 +59,7 @@ impl App {
     pub fn new(store: Arc<dyn Store>, config: Config, secret: String) -> Result<App, String> {
         let payments = crate::payments::Payments::from_config(&config, &secret)?;
         let mailer = crate::outbox::mailer_from_config(&config)?;
+        let embedder = crate::search::load_embedder(&config)?;
         let rates = Rates {
             agent: config.rate("rate_limit_agent"),
             mcp: config.rate("rate_limit_mcp"),
@@ -79,10 +80,7 @@ impl App {
             payments,
             mailer,
             outbox: crate::outbox::OutboxSignal::default(),
-            search: crate::search::SearchEngine::new(
-                store.clone(),
-                crate::search::embedder_from_config(&config),
-            ),
+            search: crate::search::SearchEngine::new(store.clone(), embedder),
             store,
             secret,
             keys: KeyCache::default(),

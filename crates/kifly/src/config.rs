@@ -40,9 +40,12 @@ pub struct Config {
     /// `public_url` is always accepted as well.
     #[serde(deserialize_with = "string_or_list")]
     pub mcp_allowed_hosts: Vec<String>,
-    /// The semantic layer of search: `off` (default) or `ngram` (built-in hashed character
-    /// trigrams; no model file). See `search::embed` for plugging a model.
+    /// The semantic layer of search: `off` (default), `ngram` (built-in hashed character trigrams;
+    /// no model file) or `model2vec` (a Model2Vec static model read from `search_model_path`).
     pub search_embedder: String,
+    /// Directory of the Model2Vec model (`model.safetensors`, `tokenizer.json`, optional
+    /// `config.json`) for `search_embedder = "model2vec"`. Only read from disk, never downloaded.
+    pub search_model_path: Option<PathBuf>,
     /// Share of the semantic score in the blended relevance, 0 to 1 (when an embedder is on).
     pub search_semantic_weight: f64,
     /// Point every payment provider at the built-in sandbox even when credentials are set
@@ -97,6 +100,7 @@ impl Default for Config {
             rate_limit_anon: "60/60".into(),
             mcp_allowed_hosts: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
             search_embedder: "off".into(),
+            search_model_path: None,
             search_semantic_weight: 0.3,
             payments_sandbox: false,
             stripe_secret_key: None,
@@ -243,11 +247,25 @@ impl Config {
         {
             return Err(ConfigError("secret_key: must be at least 32 characters".into()));
         }
-        if !matches!(self.search_embedder.as_str(), "off" | "ngram") {
+        if !matches!(self.search_embedder.as_str(), "off" | "ngram" | "model2vec") {
             return Err(ConfigError(format!(
-                "search_embedder = {:?}: expected off or ngram",
+                "search_embedder = {:?}: expected off, ngram or model2vec",
                 self.search_embedder
             )));
+        }
+        if self.search_embedder == "model2vec" {
+            // The cheap checks (files, header); the server loads the model when it starts.
+            let Some(path) = &self.search_model_path else {
+                return Err(ConfigError(
+                    "search_model_path: required with search_embedder = \"model2vec\" (a directory with model.safetensors and tokenizer.json)".into(),
+                ));
+            };
+            if let Err(e) = crate::search::model2vec::check_model_dir(path) {
+                return Err(ConfigError(format!(
+                    "search_model_path = {:?}: {e}",
+                    path.display().to_string()
+                )));
+            }
         }
         if !(0.0..=1.0).contains(&self.search_semantic_weight) {
             return Err(ConfigError(format!(
@@ -443,6 +461,40 @@ mod tests {
         assert!(err.contains("mcp_allowed_hosts"), "{err}");
         let err = Config::load_str("mcp_allowed_hosts = \"\"").err().unwrap().to_string();
         assert!(err.contains("mcp_allowed_hosts"), "{err}");
+    }
+
+    #[test]
+    fn the_model2vec_embedder_needs_a_usable_model_directory() {
+        let err = Config::load_str("search_embedder = \"model2vec\"").err().unwrap().to_string();
+        assert!(err.contains("search_model_path: required"), "{err}");
+        let err = Config::load_str(
+            "search_embedder = \"model2vec\"\nsearch_model_path = \"/nonexistent/kifly-model\"",
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(err.contains("search_model_path = \"/nonexistent/kifly-model\": "), "{err}");
+        let err = Config::load_str("search_embedder = \"bert\"").err().unwrap().to_string();
+        assert!(err.contains("search_embedder"), "{err}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let toml = format!(
+            "search_embedder = \"model2vec\"\nsearch_model_path = {:?}",
+            dir.path().display().to_string()
+        );
+        let err = Config::load_str(&toml).err().unwrap().to_string();
+        assert!(err.contains("search_model_path") && err.contains("model.safetensors"), "{err}");
+        crate::search::model2vec::write_model_dir(
+            dir.path(),
+            &["tent"],
+            &[1.0, 0.0],
+            crate::search::model2vec::Dtype::F16,
+        )
+        .unwrap();
+        let config = Config::load_str(&toml).unwrap();
+        assert_eq!(config.search_model_path.as_deref(), Some(dir.path()));
+        // Off, the path is not looked at.
+        assert!(Config::load_str("search_model_path = \"/nonexistent\"").is_ok());
     }
 
     #[test]

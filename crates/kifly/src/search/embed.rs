@@ -1,12 +1,12 @@
 //! The optional semantic layer: an [`Embedder`] turns text into a unit vector, and the index blends
 //! cosine similarity with the lexical score (see `Index::blend`). Off unless `search_embedder` is set.
 //!
-//! Built in: [`NgramEmbedder`], hashed character trigrams of the folded words — deterministic, no
-//! model file, no download. It catches spelling variants and shared word roots across languages,
-//! not meaning. A real sentence-embedding model plugs in by implementing [`Embedder`] over a model
-//! the operator puts on disk (for example a model2vec static model, `model.safetensors` plus
-//! `tokenizer.json`, loaded from a local directory) and adding a `search_embedder` value for it in
-//! [`super::embedder_from_config`]. Nothing is ever fetched at run time.
+//! Two embedders: [`NgramEmbedder`] (`ngram`), hashed character trigrams of the folded words —
+//! deterministic, no model file — which catches spelling variants and shared word roots across
+//! languages, not meaning; and [`super::model2vec::Model2VecEmbedder`] (`model2vec`), a real static
+//! embedding model the operator puts on disk. Another model plugs in by implementing [`Embedder`] and
+//! adding a `search_embedder` value for it in [`super::load_embedder`]. Nothing is ever fetched at run
+//! time.
 
 use super::text::tokenize;
 

@@ -21,7 +21,16 @@
 //! corrections (one edit from 4 characters, two from 8, SymSpell-style lookup) and prefix
 //! completions; fields weigh title > category > brand > description > variants/handle/seller. Scores
 //! are normalised into `[0, 1]` (1.0 = every query word found literally in the title) and the catalog
-//! service drops hits under a similarity floor.
+//! service drops hits under a similarity floor. A query word that reaches nothing at all is tried as
+//! a compound of known words (`text::split_compound`): German writes "Regenjacke" where the catalog and
+//! the lexicon have "Regen" and "Jacke", and no lexicon can list every compound.
+//!
+//! # Meaning
+//!
+//! Off by default, an [`Embedder`] (`embed`, `model2vec`) adds similarity of meaning: every product's
+//! vector is computed when the index is built and kept quantised to bytes, and each query is compared
+//! with all of them in one pass, blended as `(1 − w)·lexical + w·semantic`. A model is only ever read
+//! from the directory the operator configured; nothing is downloaded.
 //!
 //! # Staying in step with the catalog
 //!
@@ -33,6 +42,7 @@
 
 pub mod embed;
 pub mod index;
+pub mod model2vec;
 pub mod text;
 
 use std::sync::{Arc, Mutex, RwLock};
@@ -42,17 +52,44 @@ use kifly_store::{CatalogVersion, ProductFilter, Store, StoreError};
 
 pub use embed::{Embedder, NgramEmbedder};
 pub use index::{Hit, Index, Ranked, SearchQuery};
+pub use model2vec::Model2VecEmbedder;
 
 use crate::config::Config;
 
 /// How often a node checks whether the catalog changed.
 pub const REFRESH_EVERY: Duration = Duration::from_secs(2);
 
-/// The embedder and blend weight `search_embedder` / `search_semantic_weight` ask for (`None` when off).
-pub fn embedder_from_config(config: &Config) -> Option<(Arc<dyn Embedder>, f32)> {
+/// An embedder with its blend weight (`search_semantic_weight`).
+pub type WeightedEmbedder = (Arc<dyn Embedder>, f32);
+
+/// The embedder and blend weight `search_embedder` / `search_semantic_weight` ask for (`Ok(None)`
+/// when off). Loads the model for `model2vec`; a model that cannot be loaded is an error naming
+/// `search_model_path` (config validation has already checked what is cheap to check).
+pub fn load_embedder(config: &Config) -> Result<Option<WeightedEmbedder>, String> {
+    let weight = config.search_semantic_weight as f32;
     match config.search_embedder.as_str() {
-        "ngram" => Some((Arc::new(NgramEmbedder::default()), config.search_semantic_weight as f32)),
-        _ => None,
+        "ngram" => Ok(Some((Arc::new(NgramEmbedder::default()), weight))),
+        "model2vec" => {
+            let Some(path) = &config.search_model_path else {
+                return Err(
+                    "invalid configuration: search_model_path: required with search_embedder = \"model2vec\""
+                        .into(),
+                );
+            };
+            let started = Instant::now();
+            let model = Model2VecEmbedder::load(path).map_err(|e| {
+                format!("invalid configuration: search_model_path = {:?}: {e}", path.display().to_string())
+            })?;
+            tracing::info!(
+                path = %path.display(),
+                dim = model.dim(),
+                vocab = model.vocab_size(),
+                ms = started.elapsed().as_millis() as u64,
+                "search: model2vec model loaded"
+            );
+            Ok(Some((Arc::new(model), weight)))
+        }
+        _ => Ok(None),
     }
 }
 
@@ -63,7 +100,7 @@ struct Current {
 
 struct Inner {
     store: Arc<dyn Store>,
-    embedder: Option<(Arc<dyn Embedder>, f32)>,
+    embedder: Option<WeightedEmbedder>,
     current: RwLock<Option<Arc<Current>>>,
     checked_at: Mutex<Option<Instant>>,
     /// Held while checking the version or rebuilding: one refresh at a time per node.
@@ -75,7 +112,7 @@ struct Inner {
 pub struct SearchEngine(Arc<Inner>);
 
 impl SearchEngine {
-    pub fn new(store: Arc<dyn Store>, embedder: Option<(Arc<dyn Embedder>, f32)>) -> SearchEngine {
+    pub fn new(store: Arc<dyn Store>, embedder: Option<WeightedEmbedder>) -> SearchEngine {
         SearchEngine(Arc::new(Inner {
             store,
             embedder,

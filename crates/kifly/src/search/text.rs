@@ -205,15 +205,146 @@ impl Lexicon {
         out
     }
 
+    /// Whether a folded word (or a long stem of one) is in the synonym table; one look-up, no stemming.
+    pub fn contains(&self, word: &str) -> bool {
+        self.by_key.contains_key(word)
+    }
+
     /// Every word in the synonym table (typo correction also targets these).
     pub fn words(&self) -> impl Iterator<Item = &String> {
         self.groups.iter().flatten()
     }
 }
 
+/// Compound parts shorter than this are not split off ("tee" in "teetasse" is the shortest kept).
+pub const MIN_PART_CHARS: usize = 3;
+/// A compound is split into at most this many parts.
+const MAX_PARTS: usize = 3;
+/// German linking elements (Fugenelemente) that may stand between two parts: Arbeit·s·hose,
+/// Tasche·n·lampe, Kind·er·wagen, Hund·e·leine.
+const LINKS: [&str; 6] = ["s", "es", "n", "en", "er", "e"];
+/// Endings a word drops when it is the first part of a compound: Wander·stöcke (wandern),
+/// Schul·tasche (Schule), Bad·tuch (baden).
+const ELIDED: [&str; 3] = ["n", "en", "e"];
+/// Plural endings the last part may carry (Kaffee·tassen → Tasse, Wein·gläser → Gläs…).
+const PLURALS: [&str; 6] = ["n", "en", "e", "er", "s", "es"];
+
+/// Splits a folded compound word ("regenjacke", "kaffeetassen") into words `known` accepts
+/// ("regen", "jacke"; "kaffee", "tasse"): every part has at least [`MIN_PART_CHARS`] letters, a
+/// linking element may stand between parts, a first part may have dropped its ending and the last
+/// may be plural (each part is returned in the form `known` accepted). Among the possible splits the
+/// one with the fewest parts wins, then the one with the longest parts (German puts the head last,
+/// so "Wanderstöcke" is wander|stöcke, not wanders|töcke). `None` when no split exists.
+pub fn split_compound(word: &str, known: impl Fn(&str) -> bool) -> Option<Vec<String>> {
+    let chars: Vec<char> = word.chars().collect();
+    if chars.len() < 2 * MIN_PART_CHARS || chars.iter().any(|c| !c.is_alphabetic()) {
+        return None;
+    }
+    let mut search = Splitter { chars: &chars, known, forms: HashMap::new(), parts: Vec::new(), best: None };
+    search.from(0);
+    search.best.map(|(_, _, parts)| parts)
+}
+
+/// The state of [`split_compound`]'s search. `forms` remembers what `known` said about each part
+/// (start, end, last?), so a long word costs at most a few thousand look-ups.
+struct Splitter<'a, F> {
+    chars: &'a [char],
+    known: F,
+    forms: HashMap<(usize, usize, bool), Option<String>>,
+    parts: Vec<(String, usize)>,
+    /// (parts, sum of squared part lengths, parts) of the best split so far.
+    best: Option<(usize, usize, Vec<String>)>,
+}
+
+impl<F: Fn(&str) -> bool> Splitter<'_, F> {
+    /// The form of `chars[start..end]` that `known` accepts, if any: as written, or (first parts)
+    /// with a dropped ending restored, or (last part) without a plural ending.
+    fn form(&mut self, start: usize, end: usize, last: bool) -> Option<String> {
+        if let Some(form) = self.forms.get(&(start, end, last)) {
+            return form.clone();
+        }
+        let part: String = self.chars[start..end].iter().collect();
+        let known = &self.known;
+        let form = if known(&part) {
+            Some(part)
+        } else if last {
+            PLURALS
+                .iter()
+                .filter_map(|e| part.strip_suffix(e))
+                .filter(|base| base.chars().count() >= MIN_PART_CHARS)
+                .find(|base| known(base))
+                .map(String::from)
+        } else {
+            ELIDED.iter().map(|e| format!("{part}{e}")).find(|full| known(full))
+        };
+        self.forms.insert((start, end, last), form.clone());
+        form
+    }
+
+    fn from(&mut self, start: usize) {
+        let n = self.chars.len();
+        for end in (start + MIN_PART_CHARS..=n).rev() {
+            let last = end == n;
+            if (start == 0 && last)
+                || (!last && (self.parts.len() + 2 > MAX_PARTS || n - end < MIN_PART_CHARS))
+            {
+                continue;
+            }
+            let Some(form) = self.form(start, end, last) else {
+                continue;
+            };
+            self.parts.push((form, end - start));
+            if last {
+                let count = self.parts.len();
+                let squares = self.parts.iter().map(|(_, len)| len * len).sum::<usize>();
+                if self.best.as_ref().is_none_or(|(c, sq, _)| count < *c || (count == *c && squares > *sq)) {
+                    self.best = Some((count, squares, self.parts.iter().map(|(p, _)| p.clone()).collect()));
+                }
+            } else {
+                self.from(end);
+                for link in LINKS {
+                    let link: Vec<char> = link.chars().collect();
+                    if self.chars[end..].starts_with(&link) && n - end - link.len() >= MIN_PART_CHARS {
+                        self.from(end + link.len());
+                    }
+                }
+            }
+            self.parts.pop();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn compounds_split_into_known_words_with_linking_elements() {
+        let words = [
+            "regen", "jacke", "kaffee", "tasse", "wandern", "stocke", "arbeit", "hose", "tee", "schlaf",
+            "sack", "hand", "tuch",
+        ];
+        let known = |w: &str| words.contains(&w);
+        let split = |w: &str| split_compound(w, known);
+        assert_eq!(split("regenjacke").unwrap(), ["regen", "jacke"]);
+        assert_eq!(split("kaffeetassen").unwrap(), ["kaffee", "tasse"], "plural last part");
+        assert_eq!(split("wanderstocke").unwrap(), ["wandern", "stocke"], "elided -n");
+        assert_eq!(split("arbeitshose").unwrap(), ["arbeit", "hose"], "linking -s-");
+        assert_eq!(split("teetasse").unwrap(), ["tee", "tasse"], "three-letter part");
+        assert_eq!(split("regenjackentasche"), None, "tasche is unknown");
+        assert_eq!(split("handtuchhose").unwrap(), ["hand", "tuch", "hose"], "three parts");
+        assert_eq!(split("regen"), None, "a known word alone is not a compound");
+        assert_eq!(split("jackeregenkaffeehose"), None, "at most three parts");
+        assert_eq!(split("teetee").unwrap(), ["tee", "tee"]);
+        assert_eq!(split("regen2jacke"), None, "digits are not compounds");
+        assert_eq!(split("xyzjacke"), None, "every part must be known");
+        assert_eq!(split(""), None);
+        // The fewest parts win, then the longest: schlaf|sack, not schlaf|s|ack or a three-way split.
+        assert_eq!(split("schlafsack").unwrap(), ["schlaf", "sack"]);
+        let long = "ab".repeat(20);
+        assert_eq!(split_compound(&long, |_| false), None);
+        assert!(split_compound(&long, |w| w.len() >= 3).is_some(), "bounded work on a 40-letter word");
+    }
 
     #[test]
     fn folding_removes_case_and_accents_in_every_latin_language() {

@@ -201,6 +201,103 @@ async fn the_optional_semantic_layer_blends_in_when_configured() {
     assert_eq!(list["kifly:emptyReason"], "no_matches_for_query", "the floor still applies");
 }
 
+/// A Model2Vec model directory as an operator would provide one, written for the test: eight
+/// dimensions, "cagoule" (a word no product uses) pointing between "rain", "shell" and "waterproof",
+/// and "espresso", "cups", "coffee" elsewhere. Every other word is unknown to it.
+fn write_test_model(dir: &std::path::Path) {
+    let words = ["rain", "shell", "waterproof", "cagoule", "espresso", "cups", "coffee"];
+    let third = 1.0 / 3f32.sqrt();
+    #[rustfmt::skip]
+    let vectors = [
+        1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
+        0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0,
+        0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0,
+        third, third, third, 0.0, 0.0, 0.0, 0.0, 0.0,
+        0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0,
+        0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0,
+        0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0,
+    ];
+    kifly::search::model2vec::write_model_dir(dir, &words, &vectors, kifly::search::model2vec::Dtype::F16)
+        .expect("write model");
+}
+
+#[tokio::test]
+async fn a_model2vec_model_from_disk_brings_in_products_by_meaning() {
+    let model = tempfile::tempdir().unwrap();
+    write_test_model(model.path());
+    let plain = quiet_app().await;
+    let semantic = TestApp::with_config(|c| {
+        c.rate_limit_agent = "off".into();
+        c.search_embedder = "model2vec".into();
+        c.search_model_path = Some(model.path().to_path_buf());
+    })
+    .await;
+    // Each app seeded its own store: product ids differ, handles do not.
+    let (plain_ids, by_id) = (handles(&plain).await, handles(&semantic).await);
+
+    // No product says "cagoule": lexically nothing matches.
+    let list = plain.get("/api/agent/products?q=cagoule", &plain.network_key).await.assert_ok(200);
+    assert_eq!(list["kifly:emptyReason"], "no_matches_for_query");
+    // The model puts it next to the rain shell's words (rain ×2, shell, waterproof): cosine 0.94, so
+    // 0.3 × (0.94 − 0.3) / 0.7 ≈ 0.27 blended, above the floor. Products with just one of those
+    // words (cosine 0.58, ≈ 0.12) stay under it.
+    let list = semantic.get("/api/agent/products?q=cagoule", &semantic.network_key).await.assert_ok(200);
+    assert_eq!(list["kifly:totalMatches"], 1, "{list}");
+    let top = top_scored(&semantic, &by_id, "cagoule", 3).await;
+    assert_eq!(top[0].0, "stormline-rain-shell");
+    assert!((0.2..0.3).contains(&top[0].1), "meaning alone weighs at most search_semantic_weight: {top:?}");
+
+    // Where the model knows none of the query's words, ranking is exactly the lexical one.
+    for q in ["down jacket", "sleeping bag", "chaqueta de plumas", "Regenjacke", "merino wool"] {
+        assert_eq!(
+            top_scored(&semantic, &by_id, q, 5).await,
+            top_scored(&plain, &plain_ids, q, 5).await,
+            "{q}"
+        );
+    }
+    // Both layers agree on the espresso cups; the blend keeps them first.
+    assert_eq!(top_handles(&semantic, &by_id, "espresso cups", 1).await, ["tazzine-espresso-gres"]);
+    let list =
+        semantic.get("/api/agent/products?q=zzqxv%20plutonium", &semantic.network_key).await.assert_ok(200);
+    assert_eq!(list["kifly:emptyReason"], "no_matches_for_query", "the floor still applies");
+}
+
+#[test]
+fn model2vec_without_a_usable_model_stops_the_server_at_start_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-model");
+    let cases: [(&[(&str, &str)], &str); 2] = [
+        (&[("KIFLY_SEARCH_EMBEDDER", "model2vec")], "search_model_path: required"),
+        (
+            &[("KIFLY_SEARCH_EMBEDDER", "model2vec"), ("KIFLY_SEARCH_MODEL_PATH", missing.to_str().unwrap())],
+            "not a directory",
+        ),
+    ];
+    for (env, message) in cases {
+        for args in [&["config"][..], &["serve", "--bind", "127.0.0.1:0"][..]] {
+            let run = crate::process::kifly_with_env(dir.path(), args, env);
+            assert_eq!(run.status.code(), Some(2), "{args:?} {env:?}: {}", run.all_output());
+            assert!(run.stderr.contains("search_model_path"), "{}", run.stderr);
+            assert!(run.stderr.contains(message), "{}", run.stderr);
+        }
+    }
+    // A directory without the files, then one with them.
+    std::fs::create_dir(&missing).unwrap();
+    let env =
+        [("KIFLY_SEARCH_EMBEDDER", "model2vec"), ("KIFLY_SEARCH_MODEL_PATH", missing.to_str().unwrap())];
+    let run = crate::process::kifly_with_env(dir.path(), &["config"], &env);
+    assert_eq!(run.status.code(), Some(2), "{}", run.all_output());
+    assert!(
+        run.stderr.contains("search_model_path") && run.stderr.contains("model.safetensors"),
+        "{}",
+        run.stderr
+    );
+    write_test_model(&missing);
+    let run = crate::process::kifly_with_env(dir.path(), &["config"], &env);
+    assert!(run.status.success(), "{}", run.all_output());
+    assert!(run.stdout.contains("search_embedder = \"model2vec\""), "{}", run.stdout);
+}
+
 #[tokio::test]
 async fn the_index_follows_catalog_imports_within_five_seconds() {
     let t = quiet_app().await;
