@@ -440,6 +440,33 @@ async fn limits_have_defaults_and_can_be_changed() {
     assert_eq!(store.get_limits().await.unwrap(), tighter);
 }
 
+#[tokio::test]
+async fn a_write_transaction_reads_the_same_sellers_and_limits_as_the_pool() {
+    // SQLite serves these reads inside a transaction from its direct read path (not the transaction's
+    // own connection); they must match the pool and see what was committed just before.
+    let (store, _guard) = seeded_store().await;
+    let tighter = PlatformLimits { max_item_quantity: 7, max_cart_total_cents: 12_345 };
+    store.set_limits(&tighter, T0).await.unwrap();
+    let acme = seller(&store, "acme").await;
+    let mut tx = store.begin_write().await.unwrap();
+    assert_eq!(tx.get_limits().await.unwrap(), tighter);
+    assert_eq!(tx.get_seller(&acme.id).await.unwrap(), Some(acme.clone()));
+    assert_eq!(tx.get_seller_by_handle("acme").await.unwrap(), Some(acme.clone()));
+    assert_eq!(
+        tx.get_seller_by_handle("bean").await.unwrap(),
+        store.get_seller_by_handle("bean").await.unwrap()
+    );
+    assert_eq!(tx.get_seller("sel_nope").await.unwrap(), None);
+    assert_eq!(tx.get_seller_by_handle("nobody").await.unwrap(), None);
+    drop(tx);
+    // A re-import that renames a seller is seen by the next transaction at once.
+    let mut renamed = catalog();
+    renamed.sellers[0].name = "Acme Renamed".into();
+    store.import_catalog(&renamed, T0 + 1).await.unwrap();
+    let mut tx = store.begin_write().await.unwrap();
+    assert_eq!(tx.get_seller(&acme.id).await.unwrap().map(|s| s.name), Some("Acme Renamed".to_string()));
+}
+
 // --- tests: carts ------------------------------------------------------------------------------
 
 #[tokio::test]

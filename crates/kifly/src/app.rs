@@ -202,6 +202,9 @@ impl SellerCache {
     }
 }
 
+const AUDIT_BATCH: usize = 256;
+const AUDIT_LINGER: Duration = Duration::from_millis(20);
+
 /// Audit rows for read actions, written in batches off the request path. (Mutations write their
 /// audit row inside their own transaction instead.)
 pub struct AuditSink {
@@ -213,7 +216,16 @@ impl AuditSink {
         let (tx, mut rx) = mpsc::channel::<AuditEntry>(10_000);
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(256);
-            while rx.recv_many(&mut batch, 256).await > 0 {
+            while rx.recv_many(&mut batch, AUDIT_BATCH).await > 0 {
+                // Under load, let a batch fill for a moment: one commit per ~256 reads instead of one per
+                // few, which keeps the single SQLite writer free for real writes.
+                if batch.len() < AUDIT_BATCH {
+                    tokio::time::sleep(AUDIT_LINGER).await;
+                    while batch.len() < AUDIT_BATCH {
+                        let Ok(entry) = rx.try_recv() else { break };
+                        batch.push(entry);
+                    }
+                }
                 if let Err(e) = store.insert_audit_batch(&batch).await {
                     tracing::warn!(error = %e, rows = batch.len(), "could not write audit rows");
                 }

@@ -1,5 +1,6 @@
 //! Running the server: bind, print the listening line, serve until a shutdown signal, run the
-//! background chores (idempotency purge, overdue-order sweep, mail outbox), then drain in-flight requests.
+//! background chores (idempotency purge, overdue-order sweep, mail outbox, metrics upkeep), then
+//! drain in-flight requests.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -14,6 +15,7 @@ pub async fn serve(app: App, listener: TcpListener) -> std::io::Result<()> {
     tokio::spawn(purge_loop(app.clone()));
     tokio::spawn(sweep_loop(app.clone()));
     tokio::spawn(crate::outbox::run(app.store.clone(), app.mailer.clone(), app.outbox.clone()));
+    tokio::spawn(metrics_upkeep());
     let router = crate::http::router(app);
     axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown_signal())
@@ -30,6 +32,17 @@ async fn purge_loop(app: App) {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "idempotency purge failed"),
         }
+    }
+}
+
+/// Folds recorded histogram samples into their buckets every few seconds. Without this the recorder
+/// keeps every raw sample until the next `/metrics` scrape, so a server nobody scrapes would grow by
+/// a few bytes per request.
+async fn metrics_upkeep() {
+    let mut tick = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        crate::http::prometheus().run_upkeep();
     }
 }
 

@@ -45,7 +45,9 @@ type QueryResult = sqlx::postgres::PgQueryResult;
 type BackendStore = PostgresStore;
 
 const BACKEND_NAME: &str = "postgres";
-const CART_FOR_UPDATE_SQL: &str = "SELECT id, api_key_id, seller_id, status, shipping_address, version, order_id, created_at, updated_at FROM carts WHERE id = $1 FOR UPDATE";
+const CART_FOR_UPDATE_SQL: Option<&str> = Some(
+    "SELECT id, api_key_id, seller_id, status, shipping_address, version, order_id, created_at, updated_at FROM carts WHERE id = $1 FOR UPDATE",
+);
 
 /// Nodes purge concurrently: each takes a batch of rows no other node holds (`SKIP LOCKED`), so no
 /// two nodes delete (or wait on) the same rows.
@@ -65,6 +67,27 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 
 /// How long a request waits for a pooled connection before answering 503.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Stands in for SQLite's direct reads: it has no values, so its methods can never run.
+enum DirectReads {}
+
+impl DirectReads {
+    fn get_cart(&self, _cart_id: &str) -> StoreResult<Option<crate::model::Cart>> {
+        match *self {}
+    }
+
+    fn get_seller(
+        &self,
+        _key: catalog::SellerKey,
+        _value: &str,
+    ) -> StoreResult<Option<crate::model::Seller>> {
+        match *self {}
+    }
+
+    fn get_limits(&self) -> StoreResult<kifly_core::limits::PlatformLimits> {
+        match *self {}
+    }
+}
 
 /// The PostgreSQL implementation of [`crate::Store`].
 pub struct PostgresStore {
@@ -94,6 +117,11 @@ impl PostgresStore {
 
     fn reader(&self) -> &DbPool {
         &self.pool
+    }
+
+    /// Every PostgreSQL read goes through the pool (compare the SQLite backend's direct reads).
+    fn direct_reads(&self) -> Option<&std::sync::Arc<DirectReads>> {
+        None
     }
 
     async fn begin(&self) -> StoreResult<Transaction<'static, Db>> {

@@ -8,9 +8,9 @@ use super::{CART_FOR_UPDATE_SQL, Conn, QueryResult, json_err, map_err};
 use crate::model::*;
 use crate::{StoreError, StoreResult};
 
-/// A plain read: the cart and its lines in one round trip (one row per line, or one row with NULL
-/// line columns for an empty cart).
-const CART_WITH_LINES_SQL: &str = "SELECT c.id, c.api_key_id, c.seller_id, c.status, c.shipping_address, c.version, c.order_id, c.created_at, c.updated_at,
+/// The cart and its lines in one round trip (one row per line, or one row with NULL line columns for
+/// an empty cart). Also used by the SQLite backend's direct read path (`sqlite/direct.rs`).
+pub(super) const CART_WITH_LINES_SQL: &str = "SELECT c.id, c.api_key_id, c.seller_id, c.status, c.shipping_address, c.version, c.order_id, c.created_at, c.updated_at,
        i.id AS item_id, i.variant_id, v.product_id, p.title, v.name AS variant_name, v.sku, v.price_cents, i.quantity, v.inventory
 FROM carts c
 LEFT JOIN cart_items i ON i.cart_id = c.id
@@ -36,48 +36,79 @@ fn line_from_row(r: &super::DbRow) -> StoreResult<CartLine> {
     })
 }
 
-/// Reads a cart with its lines; `lock` takes a row lock for the rest of the transaction where the
-/// backend has them (PostgreSQL `FOR UPDATE`; SQLite's writer transaction is already exclusive).
-pub(super) async fn get(conn: &mut Conn, cart_id: &str, lock: bool) -> StoreResult<Option<Cart>> {
-    let (row, lines) = if lock {
-        let Some(row) = sqlx::query(CART_FOR_UPDATE_SQL)
-            .bind(cart_id)
-            .fetch_optional(&mut *conn)
-            .await
-            .map_err(map_err)?
-        else {
-            return Ok(None);
-        };
-        let lines = sqlx::query(LINES_SQL).bind(cart_id).fetch_all(&mut *conn).await.map_err(map_err)?;
-        (row, lines.iter().map(line_from_row).collect::<StoreResult<Vec<_>>>()?)
-    } else {
-        let mut rows =
-            sqlx::query(CART_WITH_LINES_SQL).bind(cart_id).fetch_all(&mut *conn).await.map_err(map_err)?;
-        let lines = rows
-            .iter()
-            .filter(|r| r.try_get::<Option<String>, _>("item_id").ok().flatten().is_some())
-            .map(line_from_row)
-            .collect::<StoreResult<Vec<_>>>()?;
-        if rows.is_empty() {
-            return Ok(None);
-        }
-        (rows.swap_remove(0), lines)
+/// The `carts` columns as stored, before parsing.
+pub(super) struct CartRow {
+    pub id: String,
+    pub api_key_id: String,
+    pub seller_id: String,
+    pub status: String,
+    pub shipping_address: Option<String>,
+    pub version: i64,
+    pub order_id: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl CartRow {
+    fn read(row: &super::DbRow) -> StoreResult<CartRow> {
+        Ok(CartRow {
+            id: row.try_get("id").map_err(map_err)?,
+            api_key_id: row.try_get("api_key_id").map_err(map_err)?,
+            seller_id: row.try_get("seller_id").map_err(map_err)?,
+            status: row.try_get("status").map_err(map_err)?,
+            shipping_address: row.try_get("shipping_address").map_err(map_err)?,
+            version: row.try_get("version").map_err(map_err)?,
+            order_id: row.try_get("order_id").map_err(map_err)?,
+            created_at: row.try_get("created_at").map_err(map_err)?,
+            updated_at: row.try_get("updated_at").map_err(map_err)?,
+        })
+    }
+
+    pub(super) fn into_cart(self, lines: Vec<CartLine>) -> StoreResult<Cart> {
+        Ok(Cart {
+            status: CartStatus::parse(&self.status)
+                .ok_or_else(|| StoreError::Other(format!("unknown cart status {:?}", self.status)))?,
+            shipping_address: self
+                .shipping_address
+                .map(|a| serde_json::from_str(&a))
+                .transpose()
+                .map_err(json_err)?,
+            id: self.id,
+            api_key_id: self.api_key_id,
+            seller_id: self.seller_id,
+            version: self.version,
+            order_id: self.order_id,
+            lines,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+/// Reads a cart with its lines (one joined query).
+pub(super) async fn get(conn: &mut Conn, cart_id: &str) -> StoreResult<Option<Cart>> {
+    let rows = sqlx::query(CART_WITH_LINES_SQL).bind(cart_id).fetch_all(&mut *conn).await.map_err(map_err)?;
+    let Some(first) = rows.first() else { return Ok(None) };
+    let lines = rows
+        .iter()
+        .filter(|r| r.try_get::<Option<String>, _>("item_id").ok().flatten().is_some())
+        .map(line_from_row)
+        .collect::<StoreResult<Vec<_>>>()?;
+    CartRow::read(first)?.into_cart(lines).map(Some)
+}
+
+/// Reads a cart for a change. Where the backend has row locks ([`CART_FOR_UPDATE_SQL`], PostgreSQL),
+/// the cart row is locked for the rest of the transaction first (a lock cannot be taken through the
+/// outer join); SQLite's writer transaction is exclusive already, so it is the plain read.
+pub(super) async fn get_for_update(conn: &mut Conn, cart_id: &str) -> StoreResult<Option<Cart>> {
+    let Some(lock_sql) = CART_FOR_UPDATE_SQL else { return get(conn, cart_id).await };
+    let Some(row) = sqlx::query(lock_sql).bind(cart_id).fetch_optional(&mut *conn).await.map_err(map_err)?
+    else {
+        return Ok(None);
     };
-    let status: String = row.try_get("status").map_err(map_err)?;
-    let address: Option<String> = row.try_get("shipping_address").map_err(map_err)?;
-    Ok(Some(Cart {
-        id: row.try_get("id").map_err(map_err)?,
-        api_key_id: row.try_get("api_key_id").map_err(map_err)?,
-        seller_id: row.try_get("seller_id").map_err(map_err)?,
-        status: CartStatus::parse(&status)
-            .ok_or_else(|| StoreError::Other(format!("unknown cart status {status:?}")))?,
-        shipping_address: address.map(|a| serde_json::from_str(&a)).transpose().map_err(json_err)?,
-        version: row.try_get("version").map_err(map_err)?,
-        order_id: row.try_get("order_id").map_err(map_err)?,
-        lines,
-        created_at: row.try_get("created_at").map_err(map_err)?,
-        updated_at: row.try_get("updated_at").map_err(map_err)?,
-    }))
+    let lines = sqlx::query(LINES_SQL).bind(cart_id).fetch_all(&mut *conn).await.map_err(map_err)?;
+    let lines = lines.iter().map(line_from_row).collect::<StoreResult<Vec<_>>>()?;
+    CartRow::read(&row)?.into_cart(lines).map(Some)
 }
 
 pub(super) async fn insert(conn: &mut Conn, cart: &NewCart, now: i64) -> StoreResult<()> {

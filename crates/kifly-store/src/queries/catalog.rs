@@ -11,52 +11,98 @@ use super::{Conn, DbPool, DbRow, json_err, map_err};
 use crate::model::*;
 use crate::{StoreError, StoreResult};
 
-fn seller_from_row(row: &DbRow) -> StoreResult<Seller> {
-    let tier: String = row.try_get("tier").map_err(map_err)?;
-    let coverage: Option<String> = row.try_get("coverage").map_err(map_err)?;
-    let coverage = match coverage {
-        None => Coverage::NotConfigured,
-        Some(json) => Coverage::from(Some(serde_json::from_str::<CoverageSpec>(&json).map_err(json_err)?)),
+/// The `sellers` columns as stored, before parsing; also filled by SQLite's direct reads.
+pub(super) struct SellerRow {
+    pub id: String,
+    pub handle: String,
+    pub name: String,
+    pub description: String,
+    pub storefront_url: Option<String>,
+    pub tier: String,
+    pub delivery_fee_cents: i64,
+    pub coverage: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// The column list every seller query selects, in [`SellerRow`]'s order.
+macro_rules! seller_columns {
+    () => {
+        "id, handle, name, description, storefront_url, tier, delivery_fee_cents, coverage, created_at, updated_at"
     };
-    Ok(Seller {
+}
+
+impl SellerRow {
+    pub(super) fn into_seller(self) -> StoreResult<Seller> {
+        let coverage = match self.coverage {
+            None => Coverage::NotConfigured,
+            Some(json) => {
+                Coverage::from(Some(serde_json::from_str::<CoverageSpec>(&json).map_err(json_err)?))
+            }
+        };
+        Ok(Seller {
+            tier: Tier::parse(&self.tier)
+                .ok_or_else(|| StoreError::Other(format!("unknown tier {:?}", self.tier)))?,
+            id: self.id,
+            handle: self.handle,
+            name: self.name,
+            description: self.description,
+            storefront_url: self.storefront_url,
+            delivery_fee_cents: self.delivery_fee_cents,
+            coverage,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+fn seller_from_row(row: &DbRow) -> StoreResult<Seller> {
+    SellerRow {
         id: row.try_get("id").map_err(map_err)?,
         handle: row.try_get("handle").map_err(map_err)?,
         name: row.try_get("name").map_err(map_err)?,
         description: row.try_get("description").map_err(map_err)?,
         storefront_url: row.try_get("storefront_url").map_err(map_err)?,
-        tier: Tier::parse(&tier).ok_or_else(|| StoreError::Other(format!("unknown tier {tier:?}")))?,
+        tier: row.try_get("tier").map_err(map_err)?,
         delivery_fee_cents: row.try_get("delivery_fee_cents").map_err(map_err)?,
-        coverage,
+        coverage: row.try_get("coverage").map_err(map_err)?,
         created_at: row.try_get("created_at").map_err(map_err)?,
         updated_at: row.try_get("updated_at").map_err(map_err)?,
-    })
+    }
+    .into_seller()
+}
+
+/// How a seller is looked up.
+#[derive(Clone, Copy)]
+pub(super) enum SellerKey {
+    Id,
+    Handle,
+}
+
+impl SellerKey {
+    pub(super) fn sql(self) -> &'static str {
+        match self {
+            SellerKey::Id => concat!("SELECT ", seller_columns!(), " FROM sellers WHERE id = $1"),
+            SellerKey::Handle => concat!("SELECT ", seller_columns!(), " FROM sellers WHERE handle = $1"),
+        }
+    }
 }
 
 /// Works on the pool or inside a transaction (any executor).
 pub(super) async fn seller_by<'e>(
     pool: impl sqlx::Executor<'e, Database = super::Db>,
-    column: &str,
+    key: SellerKey,
     value: &str,
 ) -> StoreResult<Option<Seller>> {
-    let sql = match column {
-        "id" => {
-            "SELECT id, handle, name, description, storefront_url, tier, delivery_fee_cents, coverage, created_at, updated_at FROM sellers WHERE id = $1"
-        }
-        _ => {
-            "SELECT id, handle, name, description, storefront_url, tier, delivery_fee_cents, coverage, created_at, updated_at FROM sellers WHERE handle = $1"
-        }
-    };
-    let row = sqlx::query(sql).bind(value).fetch_optional(pool).await.map_err(map_err)?;
+    let row = sqlx::query(key.sql()).bind(value).fetch_optional(pool).await.map_err(map_err)?;
     row.as_ref().map(seller_from_row).transpose()
 }
 
 pub(super) async fn list_sellers(pool: &DbPool) -> StoreResult<Vec<Seller>> {
-    let rows = sqlx::query(
-        "SELECT id, handle, name, description, storefront_url, tier, delivery_fee_cents, coverage, created_at, updated_at FROM sellers ORDER BY handle",
-    )
-    .fetch_all(pool)
-    .await
-    .map_err(map_err)?;
+    let rows = sqlx::query(concat!("SELECT ", seller_columns!(), " FROM sellers ORDER BY handle"))
+        .fetch_all(pool)
+        .await
+        .map_err(map_err)?;
     rows.iter().map(seller_from_row).collect()
 }
 

@@ -7,13 +7,13 @@ use super::{Conn, DbPool, map_err};
 use crate::model::*;
 use crate::{StoreError, StoreResult};
 
+pub(super) const LIMITS_SQL: &str =
+    "SELECT max_item_quantity, max_cart_total_cents FROM platform_limits WHERE id = 1";
+
 pub(super) async fn get_limits<'e>(
     pool: impl sqlx::Executor<'e, Database = super::Db>,
 ) -> StoreResult<PlatformLimits> {
-    let row = sqlx::query("SELECT max_item_quantity, max_cart_total_cents FROM platform_limits WHERE id = 1")
-        .fetch_one(pool)
-        .await
-        .map_err(map_err)?;
+    let row = sqlx::query(LIMITS_SQL).fetch_one(pool).await.map_err(map_err)?;
     Ok(PlatformLimits {
         max_item_quantity: row.try_get(0).map_err(map_err)?,
         max_cart_total_cents: row.try_get(1).map_err(map_err)?,

@@ -5,13 +5,16 @@
 //! So there is one copy of the logic and each backend only supplies its pools, its transaction start,
 //! its error classification and the few statements whose SQL differs.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use kifly_core::address::ShippingAddress;
 use kifly_core::catalog::CatalogFile;
 use kifly_core::limits::PlatformLimits;
 use sqlx::Transaction;
 
-use super::{BACKEND_NAME, BackendStore, Db, MIGRATOR, map_err};
+use super::catalog::SellerKey;
+use super::{BACKEND_NAME, BackendStore, Db, DirectReads, MIGRATOR, map_err};
 use crate::model::*;
 use crate::{Store, StoreError, StoreResult, StoreTx};
 
@@ -32,7 +35,7 @@ impl Store for BackendStore {
 
     async fn begin_write(&self) -> StoreResult<Box<dyn StoreTx>> {
         let tx = self.begin().await?;
-        Ok(Box::new(BackendTx { tx }))
+        Ok(Box::new(BackendTx { tx, direct: self.direct_reads().cloned() }))
     }
 
     async fn import_catalog(&self, file: &CatalogFile, now: i64) -> StoreResult<ImportSummary> {
@@ -43,11 +46,11 @@ impl Store for BackendStore {
     }
 
     async fn get_seller_by_handle(&self, handle: &str) -> StoreResult<Option<Seller>> {
-        super::catalog::seller_by(self.reader(), "handle", handle).await
+        super::catalog::seller_by(self.reader(), SellerKey::Handle, handle).await
     }
 
     async fn get_seller(&self, id: &str) -> StoreResult<Option<Seller>> {
-        super::catalog::seller_by(self.reader(), "id", id).await
+        super::catalog::seller_by(self.reader(), SellerKey::Id, id).await
     }
 
     async fn list_sellers(&self) -> StoreResult<Vec<Seller>> {
@@ -99,8 +102,11 @@ impl Store for BackendStore {
     }
 
     async fn get_cart(&self, cart_id: &str) -> StoreResult<Option<Cart>> {
+        if let Some(direct) = self.direct_reads() {
+            return direct.get_cart(cart_id);
+        }
         let mut conn = self.reader().acquire().await.map_err(map_err)?;
-        super::carts::get(&mut conn, cart_id, false).await
+        super::carts::get(&mut conn, cart_id).await
     }
 
     async fn claim_idempotency(
@@ -188,12 +194,14 @@ impl Store for BackendStore {
 /// A write transaction of this backend.
 pub(super) struct BackendTx {
     pub(super) tx: Transaction<'static, Db>,
+    /// The backend's reads without a round trip, if it has them (see `get_seller`).
+    pub(super) direct: Option<Arc<DirectReads>>,
 }
 
 #[async_trait]
 impl StoreTx for BackendTx {
     async fn get_cart(&mut self, cart_id: &str) -> StoreResult<Option<Cart>> {
-        super::carts::get(&mut self.tx, cart_id, true).await
+        super::carts::get_for_update(&mut self.tx, cart_id).await
     }
 
     async fn insert_cart(&mut self, cart: &NewCart, now: i64) -> StoreResult<()> {
@@ -229,12 +237,23 @@ impl StoreTx for BackendTx {
         super::ops::insert_audit(&mut self.tx, entry).await
     }
 
+    // Sellers and limits are never written inside a `StoreTx`, so where the backend can read them
+    // without a round trip through the transaction's connection (SQLite: see `sqlite/direct.rs`), the
+    // result is the same: the writer holds SQLite's only write lock, so the committed state it would
+    // read is the committed state any connection reads.
+
     async fn get_seller(&mut self, id: &str) -> StoreResult<Option<Seller>> {
-        super::catalog::seller_by(&mut *self.tx, "id", id).await
+        if let Some(direct) = &self.direct {
+            return direct.get_seller(SellerKey::Id, id);
+        }
+        super::catalog::seller_by(&mut *self.tx, SellerKey::Id, id).await
     }
 
     async fn get_seller_by_handle(&mut self, handle: &str) -> StoreResult<Option<Seller>> {
-        super::catalog::seller_by(&mut *self.tx, "handle", handle).await
+        if let Some(direct) = &self.direct {
+            return direct.get_seller(SellerKey::Handle, handle);
+        }
+        super::catalog::seller_by(&mut *self.tx, SellerKey::Handle, handle).await
     }
 
     async fn get_variant(&mut self, variant_id: &str) -> StoreResult<Option<VariantRef>> {
@@ -242,6 +261,9 @@ impl StoreTx for BackendTx {
     }
 
     async fn get_limits(&mut self) -> StoreResult<PlatformLimits> {
+        if let Some(direct) = &self.direct {
+            return direct.get_limits();
+        }
         super::ops::get_limits(&mut *self.tx).await
     }
 

@@ -23,7 +23,11 @@ mod orders;
 #[path = "../queries/store.rs"]
 mod store;
 
+mod checkpoint;
+mod direct;
+
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
@@ -37,10 +41,11 @@ type Conn = sqlx::SqliteConnection;
 type DbRow = sqlx::sqlite::SqliteRow;
 type QueryResult = sqlx::sqlite::SqliteQueryResult;
 type BackendStore = SqliteStore;
+use direct::DirectReads;
 
 const BACKEND_NAME: &str = "sqlite";
 /// SQLite has no row locks; the writer transaction is exclusive already.
-const CART_FOR_UPDATE_SQL: &str = "SELECT id, api_key_id, seller_id, status, shipping_address, version, order_id, created_at, updated_at FROM carts WHERE id = $1";
+const CART_FOR_UPDATE_SQL: Option<&str> = None;
 
 /// One writer at a time anyway, so a plain delete.
 const PURGE_IDEMPOTENCY_SQL: &str =
@@ -58,6 +63,10 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 pub struct SqliteStore {
     writer: DbPool,
     reader: DbPool,
+    /// `None` for in-memory databases, which other connections cannot open by path.
+    direct: Option<Arc<DirectReads>>,
+    /// Checkpoints the WAL in the background (file databases only).
+    _checkpointer: Option<checkpoint::Checkpointer>,
 }
 
 impl SqliteStore {
@@ -74,10 +83,16 @@ impl SqliteStore {
             .pragma("mmap_size", "268435456")
             .pragma("cache_size", "-16384")
             .pragma("temp_store", "memory");
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let path = options.get_filename().to_path_buf();
+        let direct = (!in_memory).then(|| Arc::new(DirectReads::new(path.clone())));
+        // Checkpoints run on their own thread (see [`checkpoint`]), not inside the writer's commits.
+        let writer_options =
+            if in_memory { options.clone() } else { options.clone().pragma("wal_autocheckpoint", "0") };
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options.clone())
+            .connect_with(writer_options)
             .await
             .map_err(map_err)?;
         let reader = SqlitePoolOptions::new()
@@ -86,7 +101,12 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(map_err)?;
-        Ok(Self { writer, reader })
+        let checkpointer = if in_memory {
+            None
+        } else {
+            Some(checkpoint::Checkpointer::start(path).map_err(|e| StoreError::Other(e.to_string()))?)
+        };
+        Ok(Self { writer, reader, direct, _checkpointer: checkpointer })
     }
 
     fn writer(&self) -> &DbPool {
@@ -95,6 +115,11 @@ impl SqliteStore {
 
     fn reader(&self) -> &DbPool {
         &self.reader
+    }
+
+    /// The hot reads that bypass sqlx (see [`direct`]).
+    fn direct_reads(&self) -> Option<&Arc<DirectReads>> {
+        self.direct.as_ref()
     }
 
     async fn begin(&self) -> StoreResult<Transaction<'static, Db>> {

@@ -1,0 +1,171 @@
+//! Hot reads that skip sqlx's worker-thread hand-off.
+//!
+//! sqlx runs each SQLite connection on a thread of its own and passes every statement and its rows
+//! over channels, which costs two thread wake-ups per statement. Under load that hand-off, not SQLite,
+//! was most of a cart read's cost (profiled: about a third of the server's CPU in futex wait/wake).
+//! The hottest reads (a cart with its lines, and the seller and limits every cart change consults)
+//! therefore run here on plain rusqlite connections, on the calling thread: a point read served from
+//! SQLite's page cache takes microseconds, less than the hand-off it replaces, so it is not worth a
+//! trip to a blocking pool either.
+//!
+//! The connections are read-only and open lazily on the same WAL file as the sqlx pools, so they see
+//! every committed write, never block the writer, and share the query text (`CART_WITH_LINES_SQL`)
+//! and row parsing (`CartRow`, `SellerRow`) with the sqlx path. Writes stay on sqlx's single writer
+//! connection; a write transaction reads sellers and limits through here (no transaction ever writes
+//! them, and the writer holds SQLite's only write lock, so both paths read the same committed rows).
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, Row};
+
+use kifly_core::limits::PlatformLimits;
+
+use super::carts::{CART_WITH_LINES_SQL, CartRow};
+use super::catalog::{SellerKey, SellerRow};
+use super::ops::LIMITS_SQL;
+use crate::model::{Cart, CartLine, Seller};
+use crate::{StoreError, StoreResult};
+
+/// Idle connections kept for reuse; more are opened when several threads read at once.
+const MAX_IDLE: usize = 8;
+
+pub(super) struct DirectReads {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl DirectReads {
+    pub(super) fn new(path: PathBuf) -> DirectReads {
+        DirectReads { path, idle: Mutex::new(Vec::new()) }
+    }
+
+    fn open(&self) -> rusqlite::Result<Connection> {
+        let flags =
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+        let conn = Connection::open_with_flags(&self.path, flags)?;
+        conn.busy_timeout(Duration::from_secs(5))?;
+        // No mmap here: the file grows with every write, and each growth would remap every reader.
+        conn.execute_batch("PRAGMA cache_size = -16384;")?;
+        Ok(conn)
+    }
+
+    /// Runs `read` on an idle connection (or a new one) and puts the connection back afterwards.
+    fn with_connection<T>(&self, read: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> StoreResult<T> {
+        let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
+        let conn = match idle {
+            Some(conn) => conn,
+            None => self.open().map_err(map_err)?,
+        };
+        let result = read(&conn);
+        if let Ok(mut idle) = self.idle.lock()
+            && idle.len() < MAX_IDLE
+        {
+            idle.push(conn);
+        }
+        result.map_err(map_err)
+    }
+
+    /// The cart and its lines, exactly as the sqlx path reads them (`carts::get`).
+    pub(super) fn get_cart(&self, cart_id: &str) -> StoreResult<Option<Cart>> {
+        let found = self.with_connection(|conn| {
+            let mut statement = conn.prepare_cached(CART_WITH_LINES_SQL)?;
+            let mut rows = statement.query([cart_id])?;
+            let mut cart: Option<CartRow> = None;
+            let mut lines = Vec::new();
+            while let Some(row) = rows.next()? {
+                if cart.is_none() {
+                    cart = Some(cart_row(row)?);
+                }
+                if row.get::<_, Option<String>>(ITEM_ID)?.is_some() {
+                    lines.push(line(row)?);
+                }
+            }
+            Ok(cart.map(|cart| (cart, lines)))
+        })?;
+        found.map(|(cart, lines)| cart.into_cart(lines)).transpose()
+    }
+}
+
+impl DirectReads {
+    /// A seller by id or handle, as `catalog::seller_by` reads it.
+    pub(super) fn get_seller(&self, key: SellerKey, value: &str) -> StoreResult<Option<Seller>> {
+        let row = self.with_connection(|conn| {
+            let mut statement = conn.prepare_cached(key.sql())?;
+            let mut rows = statement.query([value])?;
+            rows.next()?.map(seller_row).transpose()
+        })?;
+        row.map(SellerRow::into_seller).transpose()
+    }
+
+    /// The platform limits, as `ops::get_limits` reads them.
+    pub(super) fn get_limits(&self) -> StoreResult<PlatformLimits> {
+        self.with_connection(|conn| {
+            conn.prepare_cached(LIMITS_SQL)?.query_row([], |row| {
+                Ok(PlatformLimits { max_item_quantity: row.get(0)?, max_cart_total_cents: row.get(1)? })
+            })
+        })
+    }
+}
+
+// Columns by position (cheaper than by name), in the order of `CART_WITH_LINES_SQL`'s SELECT list.
+
+fn cart_row(row: &Row<'_>) -> rusqlite::Result<CartRow> {
+    Ok(CartRow {
+        id: row.get(0)?,
+        api_key_id: row.get(1)?,
+        seller_id: row.get(2)?,
+        status: row.get(3)?,
+        shipping_address: row.get(4)?,
+        version: row.get(5)?,
+        order_id: row.get(6)?,
+        created_at: row.get(7)?,
+        updated_at: row.get(8)?,
+    })
+}
+
+const ITEM_ID: usize = 9;
+
+/// In the order of `seller_columns!`.
+fn seller_row(row: &Row<'_>) -> rusqlite::Result<SellerRow> {
+    Ok(SellerRow {
+        id: row.get(0)?,
+        handle: row.get(1)?,
+        name: row.get(2)?,
+        description: row.get(3)?,
+        storefront_url: row.get(4)?,
+        tier: row.get(5)?,
+        delivery_fee_cents: row.get(6)?,
+        coverage: row.get(7)?,
+        created_at: row.get(8)?,
+        updated_at: row.get(9)?,
+    })
+}
+
+fn line(row: &Row<'_>) -> rusqlite::Result<CartLine> {
+    Ok(CartLine {
+        item_id: row.get(ITEM_ID)?,
+        variant_id: row.get(10)?,
+        product_id: row.get(11)?,
+        product_title: row.get(12)?,
+        variant_name: row.get(13)?,
+        sku: row.get(14)?,
+        unit_price_cents: row.get(15)?,
+        quantity: row.get(16)?,
+        inventory: row.get(17)?,
+    })
+}
+
+/// Busy/locked and failures to open are "try again later"; anything else is unexpected.
+fn map_err(e: rusqlite::Error) -> StoreError {
+    match e.sqlite_error_code() {
+        Some(
+            rusqlite::ErrorCode::DatabaseBusy
+            | rusqlite::ErrorCode::DatabaseLocked
+            | rusqlite::ErrorCode::CannotOpen
+            | rusqlite::ErrorCode::SystemIoFailure,
+        ) => StoreError::Unavailable(e.to_string()),
+        _ => StoreError::Other(e.to_string()),
+    }
+}
