@@ -5,7 +5,8 @@
 //! connection waits meanwhile (it showed as the tail of the write latency under load). The writer
 //! therefore runs with `wal_autocheckpoint = 0`, and a thread of the store's own runs a `PASSIVE`
 //! checkpoint every [`EVERY`] on a separate connection: passive checkpoints never block readers or the
-//! writer, they copy what they can. Other processes on the same file (the CLI) keep SQLite's default.
+//! writer, they copy what they can. A short-lived process (a CLI command) may exit before its thread
+//! runs; SQLite then checkpoints when the process's last connection closes, as it always does.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Weak};
