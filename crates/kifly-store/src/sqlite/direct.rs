@@ -18,9 +18,8 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, Row};
-
 use kifly_core::limits::PlatformLimits;
+use rusqlite::{Connection, OpenFlags, Row};
 
 use super::carts::{CART_WITH_LINES_SQL, CartRow};
 use super::catalog::{SellerKey, SellerRow};
@@ -45,7 +44,9 @@ impl DirectReads {
         let flags =
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
         let conn = Connection::open_with_flags(&self.path, flags)?;
-        conn.busy_timeout(Duration::from_secs(5))?;
+        // A WAL reader waits only in rare cases (recovery after a crash); this runs on an async worker
+        // thread, so give up soon and let the request answer 503.
+        conn.busy_timeout(Duration::from_secs(1))?;
         // No mmap here: the file grows with every write, and each growth would remap every reader.
         conn.execute_batch("PRAGMA cache_size = -16384;")?;
         Ok(conn)
@@ -86,9 +87,7 @@ impl DirectReads {
         })?;
         found.map(|(cart, lines)| cart.into_cart(lines)).transpose()
     }
-}
 
-impl DirectReads {
     /// A seller by id or handle, as `catalog::seller_by` reads it.
     pub(super) fn get_seller(&self, key: SellerKey, value: &str) -> StoreResult<Option<Seller>> {
         let row = self.with_connection(|conn| {
