@@ -25,6 +25,7 @@ trap cleanup EXIT
 . scripts/lib.sh # wait_line
 
 target/release/examples/hello 127.0.0.1:0 >"$WORK/hello.out" &
+HELLO_PID=$!
 HELLO=$(wait_line "$WORK/hello.out" "listening on" | awk '{print $NF}')
 
 export KIFLY_RATE_LIMIT_AGENT=off KIFLY_RATE_LIMIT_ANON=off KIFLY_LOG=warn
@@ -49,23 +50,34 @@ curl -sf -X POST "$URL/api/agent/cart/$CART/items" -H "Authorization: Bearer $KE
   -d "{\"variant_id\":\"$VARIANT\"}" >/dev/null
 export KIFLY_KEY=$KEY KIFLY_CART=$CART KIFLY_VARIANT=$VARIANT
 
-# run NAME URL SCRIPT [delay_ms] -> "NAME rps p50 p99"
+# CPU time (user + system, in clock ticks) a process has used so far.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# run NAME URL SCRIPT [delay_ms] [server_pid] -> "NAME rps p50 p99 [server CPU per request]"
+# Server CPU per request is steadier than req/s on a shared machine: it does not depend on what else
+# competes for the cores.
 run() {
-  local out
+  local out pid=${5:-$KIFLY_PID} before after
+  before=$(cpu_ticks "$pid")
   out=$(KIFLY_DELAY_MS=${4:-0} wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency -s "$3" "$2")
-  local rps p50 p99 errors
+  after=$(cpu_ticks "$pid")
+  local rps p50 p99 errors requests cpu
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
   p50=$(echo "$out" | awk '$1=="50%" {print $2}')
   p99=$(echo "$out" | awk '$1=="99%" {print $2}')
   errors=$(echo "$out" | awk '/Non-2xx/ {print $NF}')
-  printf '%-34s %10s req/s   p50 %-9s p99 %-9s non-2xx %s\n' "$1" "$rps" "$p50" "$p99" "${errors:-0}"
+  requests=$(echo "$out" | awk '/requests in/ {print $1}')
+  cpu=$(awk -v a="$before" -v b="$after" -v n="$requests" -v hz="$(getconf CLK_TCK)" \
+    'BEGIN {printf "%.1f", (b - a) * 1000000 / hz / n}')
+  printf '%-34s %10s req/s   p50 %-9s p99 %-9s non-2xx %-4s server CPU %s us/req\n' \
+    "$1" "$rps" "$p50" "$p99" "${errors:-0}" "$cpu"
   echo "$rps" >"$WORK/last_rps"
 }
 
 echo "kifly bench: ${DURATION}s per run, $CONNS connections, $THREADS wrk threads, $(nproc) cores"
 echo "backend: ${KIFLY_DATABASE_URL:-sqlite (embedded)}${KIFLY_REDIS_URL:+ + redis}"
 echo "idle RSS with the demo catalog: $((RSS_KB / 1024)) MiB"
-run "GET /hello (bare axum ceiling)" "$HELLO/hello" scripts/bench/get.lua
+run "GET /hello (bare axum ceiling)" "$HELLO/hello" scripts/bench/get.lua 0 "$HELLO_PID"
 HELLO_RPS=$(cat "$WORK/last_rps")
 run "GET /api/agent/cart/{id}" "$URL/api/agent/cart/$CART" scripts/bench/get.lua
 READ_RPS=$(cat "$WORK/last_rps")
