@@ -58,3 +58,38 @@ fn run(path: &PathBuf, alive: &Weak<()>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use kifly_core::limits::PlatformLimits;
+
+    use super::super::SqliteStore;
+    use super::EVERY;
+    use crate::Store;
+
+    #[tokio::test]
+    async fn the_wal_is_checkpointed_in_the_background_and_then_reused_from_its_start() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store =
+            SqliteStore::open(&format!("sqlite://{}/kifly.db", dir.path().display())).await.expect("open");
+        store.migrate().await.expect("migrate");
+        let wal = dir.path().join("kifly.db-wal");
+        let wal_len = || std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        let write_fifty = || async {
+            for i in 0..50 {
+                let limits = PlatformLimits { max_item_quantity: 10 + i, max_cart_total_cents: 100_000 };
+                store.set_limits(&limits, i).await.expect("write");
+            }
+        };
+
+        write_fifty().await;
+        // The writer never checkpoints itself (wal_autocheckpoint = 0): only the background thread can.
+        tokio::time::sleep(EVERY * 5 / 2).await;
+        let after_first = wal_len();
+        assert!(after_first > 0);
+        write_fifty().await;
+        // Fully checkpointed, so the writer started over at the beginning of the WAL instead of growing
+        // it; without the background checkpoint the file would have grown by another fifty commits.
+        assert_eq!(wal_len(), after_first);
+    }
+}
