@@ -215,7 +215,7 @@ impl AuditSink {
     fn spawn(store: Arc<dyn Store>) -> AuditSink {
         let (tx, mut rx) = mpsc::channel::<AuditEntry>(10_000);
         tokio::spawn(async move {
-            let mut batch = Vec::with_capacity(256);
+            let mut batch = Vec::with_capacity(AUDIT_BATCH);
             while rx.recv_many(&mut batch, AUDIT_BATCH).await > 0 {
                 // Under load, let a batch fill for a moment: one commit per ~256 reads instead of one per
                 // few, which keeps the single SQLite writer free for real writes.

@@ -46,10 +46,16 @@ impl Store for BackendStore {
     }
 
     async fn get_seller_by_handle(&self, handle: &str) -> StoreResult<Option<Seller>> {
+        if let Some(direct) = self.direct_reads() {
+            return direct.get_seller(SellerKey::Handle, handle);
+        }
         super::catalog::seller_by(self.reader(), SellerKey::Handle, handle).await
     }
 
     async fn get_seller(&self, id: &str) -> StoreResult<Option<Seller>> {
+        if let Some(direct) = self.direct_reads() {
+            return direct.get_seller(SellerKey::Id, id);
+        }
         super::catalog::seller_by(self.reader(), SellerKey::Id, id).await
     }
 
@@ -94,6 +100,9 @@ impl Store for BackendStore {
     }
 
     async fn get_limits(&self) -> StoreResult<PlatformLimits> {
+        if let Some(direct) = self.direct_reads() {
+            return direct.get_limits();
+        }
         super::ops::get_limits(self.reader()).await
     }
 

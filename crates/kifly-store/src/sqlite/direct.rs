@@ -3,8 +3,8 @@
 //! sqlx runs each SQLite connection on a thread of its own and passes every statement and its rows
 //! over channels, which costs two thread wake-ups per statement. Under load that hand-off, not SQLite,
 //! was most of a cart read's cost (profiled: about a third of the server's CPU in futex wait/wake).
-//! The hottest reads (a cart with its lines, and the seller and limits every cart change consults)
-//! therefore run here on plain rusqlite connections, on the calling thread: a point read served from
+//! The hottest reads (a cart with its lines, and the seller and limits every cart change consults,
+//! inside its transaction or not) therefore run here on plain rusqlite connections, on the calling thread: a point read served from
 //! SQLite's page cache takes microseconds, less than the hand-off it replaces, so it is not worth a
 //! trip to a blocking pool either.
 //!

@@ -181,12 +181,13 @@ impl Semantic {
     }
 }
 
-/// A word of the query as scored: the word, how much a match of it is worth, and the compound it was
-/// split from (if it was).
+/// A word of the query as scored: the word, the compound it was split from (if it was), and the terms
+/// it expands to with their quality (already scaled down for compound parts). Expanded once here,
+/// since deciding whether to split a word needs its expansion anyway.
 struct QueryWord {
     word: String,
-    quality: f32,
     compound: Option<String>,
+    terms: Vec<(u32, f32)>,
 }
 
 /// An immutable snapshot of the catalog and its index. Rebuilt (never mutated) when the catalog
@@ -420,9 +421,15 @@ impl Index {
     /// "jacke") and replaced by its parts.
     fn query_words(&self, text: &str) -> Vec<QueryWord> {
         let mut words: Vec<QueryWord> = Vec::new();
-        let push = |words: &mut Vec<QueryWord>, word: String, quality: f32, compound: Option<&String>| {
+        let push = |words: &mut Vec<QueryWord>,
+                    word: String,
+                    quality: f32,
+                    compound: Option<&String>,
+                    terms: Option<Vec<(u32, f32)>>| {
             if !self.lexicon.is_stopword(&word) && !words.iter().any(|w| w.word == word) {
-                words.push(QueryWord { word, quality, compound: compound.cloned() });
+                let mut terms = terms.unwrap_or_else(|| self.expand(&word));
+                terms.iter_mut().for_each(|(_, q)| *q *= quality);
+                words.push(QueryWord { word, compound: compound.cloned(), terms });
             }
         };
         for w in self.lexicon.phrases(tokenize(text)) {
@@ -432,14 +439,16 @@ impl Index {
                     .filter(|p| self.surface.contains_key(*p))
                     .map(String::from)
                     .collect();
-                push(&mut words, w, 1.0, None);
-                parts.into_iter().for_each(|p| push(&mut words, p, 1.0, None));
-            } else if !self.lexicon.is_stopword(&w)
-                && let Some(parts) = self.decompound(&w)
-            {
-                parts.into_iter().for_each(|p| push(&mut words, p, QUALITY_COMPOUND_PART, Some(&w)));
-            } else {
-                push(&mut words, w, 1.0, None);
+                push(&mut words, w, 1.0, None, None);
+                parts.into_iter().for_each(|p| push(&mut words, p, 1.0, None, None));
+            } else if !self.lexicon.is_stopword(&w) {
+                let terms = self.expand(&w);
+                match if terms.is_empty() { self.decompound(&w) } else { None } {
+                    Some(parts) => parts
+                        .into_iter()
+                        .for_each(|p| push(&mut words, p, QUALITY_COMPOUND_PART, Some(&w), None)),
+                    None => push(&mut words, w, 1.0, None, Some(terms)),
+                }
             }
             if words.len() >= MAX_QUERY_WORDS {
                 words.truncate(MAX_QUERY_WORDS);
@@ -449,10 +458,10 @@ impl Index {
         words
     }
 
-    /// The parts of an unknown compound word, when it reaches nothing by itself and splits into words
-    /// of the catalog or the lexicon (see [`split_compound`]).
+    /// The parts of an unknown compound word (one whose expansion is empty) that splits into words of
+    /// the catalog or the lexicon (see [`split_compound`]).
     fn decompound(&self, word: &str) -> Option<Vec<String>> {
-        if self.surface.contains_key(word) || self.lexicon.contains(word) || !self.expand(word).is_empty() {
+        if self.surface.contains_key(word) || self.lexicon.contains(word) {
             return None;
         }
         split_compound(word, |part| {
@@ -471,8 +480,7 @@ impl Index {
         let mut touched: Vec<u32> = Vec::new();
         let mut any_touched: Vec<u32> = Vec::new();
         for word in &words {
-            for (term, quality) in self.expand(&word.word) {
-                let quality = quality * word.quality;
+            for &(term, quality) in &word.terms {
                 for p in &self.postings[term as usize] {
                     let contribution = quality * p.weight;
                     let slot = &mut best[p.doc as usize];
@@ -560,12 +568,11 @@ impl Index {
         self.query_words(text)
             .into_iter()
             .map(|w| {
-                let terms = self
-                    .expand(&w.word)
-                    .into_iter()
-                    .map(|(id, q)| {
-                        let name = names.get(&id).cloned().unwrap_or_default();
-                        (name, q * w.quality, self.postings[id as usize].len())
+                let terms = w
+                    .terms
+                    .iter()
+                    .map(|&(id, q)| {
+                        (names.get(&id).cloned().unwrap_or_default(), q, self.postings[id as usize].len())
                     })
                     .collect();
                 let label = match &w.compound {
