@@ -29,19 +29,20 @@ mod orders;
 #[expect(clippy::duplicate_mod, reason = "compiled once per backend on purpose")]
 mod store;
 
+mod sql;
+
 use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{Postgres, Transaction};
 
 use crate::{StoreError, StoreResult, json_err};
 
-type Db = Postgres;
 type DbPool = sqlx::PgPool;
 type Conn = sqlx::PgConnection;
 type DbRow = sqlx::postgres::PgRow;
 type QueryResult = sqlx::postgres::PgQueryResult;
+type Tx = sqlx::Transaction<'static, sqlx::Postgres>;
 type BackendStore = PostgresStore;
 
 const BACKEND_NAME: &str = "postgres";
@@ -124,8 +125,13 @@ impl PostgresStore {
         None
     }
 
-    async fn begin(&self) -> StoreResult<Transaction<'static, Db>> {
+    async fn begin(&self) -> StoreResult<Tx> {
         self.pool.begin().await.map_err(map_err)
+    }
+
+    /// sqlx's migrator, under its advisory lock.
+    async fn run_migrations(&self) -> StoreResult<()> {
+        MIGRATOR.run(&self.pool).await.map_err(|e| StoreError::Other(format!("migration failed: {e}")))
     }
 }
 

@@ -4,8 +4,8 @@
 //! one statement, so several nodes can send concurrently without sending a mail twice (PostgreSQL
 //! skips rows another worker holds; SQLite's single writer serialises the claims).
 
+use super::sql::{self, Row};
 use kifly_core::address::ShippingAddress;
-use sqlx::Row;
 
 use super::{Conn, DbPool, DbRow, OUTBOX_CLAIM_SQL, json_err, map_err};
 use crate::StoreResult;
@@ -25,7 +25,7 @@ fn buyer_from_row(r: &DbRow) -> StoreResult<Buyer> {
 }
 
 pub(super) async fn by_email(conn: &mut Conn, email: &str) -> StoreResult<Option<Buyer>> {
-    let row = sqlx::query(
+    let row = sql::query(
         "SELECT id, email, name, default_address, verified_at, created_at, updated_at FROM buyers WHERE email = $1",
     )
     .bind(email)
@@ -37,7 +37,7 @@ pub(super) async fn by_email(conn: &mut Conn, email: &str) -> StoreResult<Option
 
 /// The buyer behind a live (not revoked) token.
 pub(super) async fn by_token_hash(pool: &DbPool, token_hash: &str) -> StoreResult<Option<Buyer>> {
-    let row = sqlx::query(
+    let row = sql::query(
         "SELECT b.id, b.email, b.name, b.default_address, b.verified_at, b.created_at, b.updated_at
          FROM buyer_tokens t JOIN buyers b ON b.id = t.buyer_id
          WHERE t.token_hash = $1 AND t.revoked_at IS NULL",
@@ -57,7 +57,7 @@ pub(super) async fn insert(
     name: &str,
     now: i64,
 ) -> StoreResult<bool> {
-    let r = sqlx::query(
+    let r = sql::query(
         "INSERT INTO buyers (id, email, name, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)
          ON CONFLICT (email) DO NOTHING",
     )
@@ -72,7 +72,7 @@ pub(super) async fn insert(
 }
 
 pub(super) async fn mark_verified(conn: &mut Conn, buyer_id: &str, now: i64) -> StoreResult<()> {
-    sqlx::query("UPDATE buyers SET verified_at = COALESCE(verified_at, $2), updated_at = $2 WHERE id = $1")
+    sql::query("UPDATE buyers SET verified_at = COALESCE(verified_at, $2), updated_at = $2 WHERE id = $1")
         .bind(buyer_id)
         .bind(now)
         .execute(conn)
@@ -88,7 +88,7 @@ pub(super) async fn set_address(
     now: i64,
 ) -> StoreResult<()> {
     let json = serde_json::to_string(address).map_err(json_err)?;
-    sqlx::query("UPDATE buyers SET default_address = $2, updated_at = $3 WHERE id = $1")
+    sql::query("UPDATE buyers SET default_address = $2, updated_at = $3 WHERE id = $1")
         .bind(buyer_id)
         .bind(json)
         .bind(now)
@@ -106,7 +106,7 @@ pub(super) async fn set_code(
     expires_at: i64,
     now: i64,
 ) -> StoreResult<()> {
-    sqlx::query(
+    sql::query(
         "INSERT INTO buyer_codes (email, code_hash, attempts, expires_at, created_at) VALUES ($1, $2, 0, $3, $4)
          ON CONFLICT (email) DO UPDATE SET code_hash = excluded.code_hash, attempts = 0,
              expires_at = excluded.expires_at, created_at = excluded.created_at",
@@ -123,7 +123,7 @@ pub(super) async fn set_code(
 
 /// Counts one verification attempt and returns the code as it is after counting.
 pub(super) async fn attempt_code(conn: &mut Conn, email: &str) -> StoreResult<Option<BuyerCode>> {
-    let row = sqlx::query(
+    let row = sql::query(
         "UPDATE buyer_codes SET attempts = attempts + 1 WHERE email = $1
          RETURNING email, code_hash, attempts, expires_at",
     )
@@ -143,7 +143,7 @@ pub(super) async fn attempt_code(conn: &mut Conn, email: &str) -> StoreResult<Op
 }
 
 pub(super) async fn delete_code(conn: &mut Conn, email: &str) -> StoreResult<()> {
-    sqlx::query("DELETE FROM buyer_codes WHERE email = $1")
+    sql::query("DELETE FROM buyer_codes WHERE email = $1")
         .bind(email)
         .execute(conn)
         .await
@@ -159,7 +159,7 @@ pub(super) async fn insert_token(
     api_key_id: &str,
     now: i64,
 ) -> StoreResult<()> {
-    sqlx::query(
+    sql::query(
         "INSERT INTO buyer_tokens (id, token_hash, buyer_id, api_key_id, created_at) VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(id)
@@ -175,7 +175,7 @@ pub(super) async fn insert_token(
 
 /// Revokes every token of a buyer; returns how many were live.
 pub(super) async fn revoke_tokens(pool: &DbPool, buyer_email: &str, now: i64) -> StoreResult<u64> {
-    let r = sqlx::query(
+    let r = sql::query(
         "UPDATE buyer_tokens SET revoked_at = $2
          WHERE revoked_at IS NULL AND buyer_id IN (SELECT id FROM buyers WHERE email = $1)",
     )
@@ -188,7 +188,7 @@ pub(super) async fn revoke_tokens(pool: &DbPool, buyer_email: &str, now: i64) ->
 }
 
 pub(super) async fn enqueue_mail(conn: &mut Conn, mail: &NewMail, now: i64) -> StoreResult<()> {
-    sqlx::query(
+    sql::query(
         "INSERT INTO outbox (id, recipient, subject, body, status, attempts, next_attempt_at, created_at)
          VALUES ($1, $2, $3, $4, 'pending', 0, $5, $5)",
     )
@@ -222,7 +222,7 @@ pub(super) async fn claim_mail(
     lease_ms: i64,
     limit: i64,
 ) -> StoreResult<Vec<OutboxMail>> {
-    let rows = sqlx::query(OUTBOX_CLAIM_SQL)
+    let rows = sql::query(OUTBOX_CLAIM_SQL)
         .bind(now)
         .bind(now + lease_ms)
         .bind(limit)
@@ -246,7 +246,7 @@ pub(super) async fn finish_mail(
         (false, Some(at)) => ("pending", at),
         (false, None) => ("failed", now),
     };
-    sqlx::query(
+    sql::query(
         "UPDATE outbox SET status = $2, next_attempt_at = $3, last_error = $4, locked_until = NULL,
              sent_at = CASE WHEN $2 = 'sent' THEN $5 ELSE sent_at END
          WHERE id = $1",
@@ -263,7 +263,7 @@ pub(super) async fn finish_mail(
 }
 
 pub(super) async fn list_mail(pool: &DbPool, limit: i64) -> StoreResult<Vec<OutboxMail>> {
-    let rows = sqlx::query(
+    let rows = sql::query(
         "SELECT id, recipient, subject, body, attempts, status, last_error FROM outbox ORDER BY created_at DESC, id DESC LIMIT $1",
     )
     .bind(limit)
@@ -274,7 +274,7 @@ pub(super) async fn list_mail(pool: &DbPool, limit: i64) -> StoreResult<Vec<Outb
 }
 
 pub(super) async fn insert_feedback(conn: &mut Conn, entry: &FeedbackEntry) -> StoreResult<()> {
-    sqlx::query(
+    sql::query(
         "INSERT INTO feedback (id, kind, api_key_id, buyer_id, category, severity, content, created_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
@@ -293,7 +293,7 @@ pub(super) async fn insert_feedback(conn: &mut Conn, entry: &FeedbackEntry) -> S
 }
 
 pub(super) async fn list_feedback(pool: &DbPool, limit: i64) -> StoreResult<Vec<FeedbackEntry>> {
-    let rows = sqlx::query(
+    let rows = sql::query(
         "SELECT id, kind, api_key_id, buyer_id, category, severity, content, created_at FROM feedback
          ORDER BY created_at DESC, id DESC LIMIT $1",
     )

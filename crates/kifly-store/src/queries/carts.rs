@@ -1,8 +1,8 @@
 //! Carts and their lines. Lines are read joined with the live variant, so prices and names are
 //! always current.
 
+use super::sql::{self, Row};
 use kifly_core::address::ShippingAddress;
-use sqlx::Row;
 
 use super::{CART_FOR_UPDATE_SQL, Conn, QueryResult, json_err, map_err};
 use crate::model::*;
@@ -86,8 +86,8 @@ impl CartRow {
 }
 
 /// Reads a cart with its lines (one joined query).
-pub(super) async fn get(conn: &mut Conn, cart_id: &str) -> StoreResult<Option<Cart>> {
-    let rows = sqlx::query(CART_WITH_LINES_SQL).bind(cart_id).fetch_all(&mut *conn).await.map_err(map_err)?;
+pub(super) async fn get<'e>(on: impl sql::Executor<'e>, cart_id: &str) -> StoreResult<Option<Cart>> {
+    let rows = sql::query(CART_WITH_LINES_SQL).bind(cart_id).fetch_all(on).await.map_err(map_err)?;
     let Some(first) = rows.first() else { return Ok(None) };
     let lines = rows
         .iter()
@@ -102,17 +102,17 @@ pub(super) async fn get(conn: &mut Conn, cart_id: &str) -> StoreResult<Option<Ca
 /// outer join); SQLite's writer transaction is exclusive already, so it is the plain read.
 pub(super) async fn get_for_update(conn: &mut Conn, cart_id: &str) -> StoreResult<Option<Cart>> {
     let Some(lock_sql) = CART_FOR_UPDATE_SQL else { return get(conn, cart_id).await };
-    let Some(row) = sqlx::query(lock_sql).bind(cart_id).fetch_optional(&mut *conn).await.map_err(map_err)?
+    let Some(row) = sql::query(lock_sql).bind(cart_id).fetch_optional(&mut *conn).await.map_err(map_err)?
     else {
         return Ok(None);
     };
-    let lines = sqlx::query(LINES_SQL).bind(cart_id).fetch_all(&mut *conn).await.map_err(map_err)?;
+    let lines = sql::query(LINES_SQL).bind(cart_id).fetch_all(&mut *conn).await.map_err(map_err)?;
     let lines = lines.iter().map(line_from_row).collect::<StoreResult<Vec<_>>>()?;
     CartRow::read(&row)?.into_cart(lines).map(Some)
 }
 
 pub(super) async fn insert(conn: &mut Conn, cart: &NewCart, now: i64) -> StoreResult<()> {
-    sqlx::query(
+    sql::query(
         "INSERT INTO carts (id, api_key_id, seller_id, status, version, created_at, updated_at) VALUES ($1, $2, $3, 'open', 1, $4, $4)",
     )
     .bind(&cart.id)
@@ -126,7 +126,7 @@ pub(super) async fn insert(conn: &mut Conn, cart: &NewCart, now: i64) -> StoreRe
 }
 
 pub(super) async fn insert_line(conn: &mut Conn, line: &NewCartLine, now: i64) -> StoreResult<()> {
-    sqlx::query(
+    sql::query(
         "INSERT INTO cart_items (id, cart_id, variant_id, quantity, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)",
     )
     .bind(&line.item_id)
@@ -150,7 +150,7 @@ pub(super) async fn set_line_quantity(
     quantity: i64,
     now: i64,
 ) -> StoreResult<()> {
-    let r = sqlx::query("UPDATE cart_items SET quantity = $2, updated_at = $3 WHERE id = $1")
+    let r = sql::query("UPDATE cart_items SET quantity = $2, updated_at = $3 WHERE id = $1")
         .bind(item_id)
         .bind(quantity)
         .bind(now)
@@ -161,7 +161,7 @@ pub(super) async fn set_line_quantity(
 }
 
 pub(super) async fn delete_line(conn: &mut Conn, item_id: &str) -> StoreResult<()> {
-    let r = sqlx::query("DELETE FROM cart_items WHERE id = $1")
+    let r = sql::query("DELETE FROM cart_items WHERE id = $1")
         .bind(item_id)
         .execute(conn)
         .await
@@ -176,7 +176,7 @@ pub(super) async fn set_address(
     now: i64,
 ) -> StoreResult<()> {
     let json = serde_json::to_string(address).map_err(json_err)?;
-    let r = sqlx::query("UPDATE carts SET shipping_address = $2, updated_at = $3 WHERE id = $1")
+    let r = sql::query("UPDATE carts SET shipping_address = $2, updated_at = $3 WHERE id = $1")
         .bind(cart_id)
         .bind(json)
         .bind(now)
@@ -187,7 +187,7 @@ pub(super) async fn set_address(
 }
 
 pub(super) async fn touch(conn: &mut Conn, cart_id: &str, now: i64) -> StoreResult<()> {
-    let r = sqlx::query("UPDATE carts SET version = version + 1, updated_at = $2 WHERE id = $1")
+    let r = sql::query("UPDATE carts SET version = version + 1, updated_at = $2 WHERE id = $1")
         .bind(cart_id)
         .bind(now)
         .execute(conn)

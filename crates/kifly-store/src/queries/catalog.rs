@@ -2,10 +2,10 @@
 
 use std::collections::HashMap;
 
+use super::sql::{self, Row};
 use kifly_core::catalog::{CatalogFile, Tier};
 use kifly_core::coverage::{Coverage, CoverageSpec};
 use kifly_core::ids::{IdKind, new_id};
-use sqlx::Row;
 
 use super::{Conn, DbPool, DbRow, json_err, map_err};
 use crate::model::*;
@@ -90,16 +90,16 @@ impl SellerKey {
 
 /// Works on the pool or inside a transaction (any executor).
 pub(super) async fn seller_by<'e>(
-    pool: impl sqlx::Executor<'e, Database = super::Db>,
+    pool: impl sql::Executor<'e>,
     key: SellerKey,
     value: &str,
 ) -> StoreResult<Option<Seller>> {
-    let row = sqlx::query(key.sql()).bind(value).fetch_optional(pool).await.map_err(map_err)?;
+    let row = sql::query(key.sql()).bind(value).fetch_optional(pool).await.map_err(map_err)?;
     row.as_ref().map(seller_from_row).transpose()
 }
 
 pub(super) async fn list_sellers(pool: &DbPool) -> StoreResult<Vec<Seller>> {
-    let rows = sqlx::query(concat!("SELECT ", seller_columns!(), " FROM sellers ORDER BY handle"))
+    let rows = sql::query(concat!("SELECT ", seller_columns!(), " FROM sellers ORDER BY handle"))
         .fetch_all(pool)
         .await
         .map_err(map_err)?;
@@ -124,7 +124,7 @@ pub(super) async fn list_products(pool: &DbPool, filter: &ProductFilter) -> Stor
     let seller = filter.seller_id.clone().unwrap_or_default();
     // Categories are stored lower-cased (Unicode-aware, in Rust), so compare against the same folding.
     let category = filter.category.as_deref().unwrap_or_default().to_lowercase();
-    let rows = sqlx::query(
+    let rows = sql::query(
         "SELECT p.id, p.seller_id, p.handle, p.title, p.description, p.category, p.brand, p.url, p.images
          FROM products p JOIN sellers s ON s.id = p.seller_id
          WHERE ($1 = '' OR p.seller_id = $1) AND ($2 = '' OR p.category = $2)
@@ -135,7 +135,7 @@ pub(super) async fn list_products(pool: &DbPool, filter: &ProductFilter) -> Stor
     .fetch_all(pool)
     .await
     .map_err(map_err)?;
-    let variant_rows = sqlx::query(
+    let variant_rows = sql::query(
         "SELECT v.id, v.product_id, v.sku, v.name, v.options, v.price_cents, v.inventory
          FROM variants v JOIN products p ON p.id = v.product_id
          WHERE ($1 = '' OR p.seller_id = $1) AND ($2 = '' OR p.category = $2)
@@ -172,7 +172,7 @@ pub(super) async fn list_products(pool: &DbPool, filter: &ProductFilter) -> Stor
 }
 
 pub(super) async fn count_products(pool: &DbPool, seller_id: Option<&str>) -> StoreResult<i64> {
-    sqlx::query_scalar("SELECT COUNT(*) FROM products WHERE ($1 = '' OR seller_id = $1)")
+    sql::query_scalar("SELECT COUNT(*) FROM products WHERE ($1 = '' OR seller_id = $1)")
         .bind(seller_id.unwrap_or_default())
         .fetch_one(pool)
         .await
@@ -180,7 +180,7 @@ pub(super) async fn count_products(pool: &DbPool, seller_id: Option<&str>) -> St
 }
 
 pub(super) async fn list_categories(pool: &DbPool, seller_id: Option<&str>) -> StoreResult<Vec<String>> {
-    sqlx::query_scalar(
+    sql::query_scalar(
         "SELECT DISTINCT category FROM products WHERE category <> '' AND ($1 = '' OR seller_id = $1) ORDER BY category",
     )
     .bind(seller_id.unwrap_or_default())
@@ -190,10 +190,10 @@ pub(super) async fn list_categories(pool: &DbPool, seller_id: Option<&str>) -> S
 }
 
 pub(super) async fn get_variant<'e>(
-    pool: impl sqlx::Executor<'e, Database = super::Db>,
+    pool: impl sql::Executor<'e>,
     variant_id: &str,
 ) -> StoreResult<Option<VariantRef>> {
-    let row = sqlx::query(
+    let row = sql::query(
         "SELECT v.id, v.product_id, v.sku, v.name, v.options, v.price_cents, v.inventory, p.title, p.seller_id
          FROM variants v JOIN products p ON p.id = v.product_id WHERE v.id = $1",
     )
@@ -214,7 +214,7 @@ pub(super) async fn get_variant<'e>(
 pub(super) async fn catalog_version(pool: &DbPool) -> StoreResult<CatalogVersion> {
     // One round trip; the same SQL on both backends (the CASTs keep PostgreSQL's SUM, a NUMERIC,
     // an integer).
-    let row = sqlx::query(
+    let row = sql::query(
         "SELECT
            (SELECT COUNT(*) FROM sellers), (SELECT COUNT(*) FROM products), (SELECT COUNT(*) FROM variants),
            (SELECT CAST(COALESCE(MAX(updated_at), 0) AS BIGINT) FROM sellers),
@@ -245,7 +245,7 @@ pub(super) async fn import(conn: &mut Conn, file: &CatalogFile, now: i64) -> Sto
             .map(|spec| serde_json::to_string(&spec))
             .transpose()
             .map_err(json_err)?;
-        let seller_id: String = sqlx::query_scalar(
+        let seller_id: String = sql::query_scalar(
             "INSERT INTO sellers (id, handle, name, description, storefront_url, tier, delivery_fee_cents, coverage, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)
              ON CONFLICT (handle) DO UPDATE SET name = excluded.name, description = excluded.description,
@@ -268,7 +268,7 @@ pub(super) async fn import(conn: &mut Conn, file: &CatalogFile, now: i64) -> Sto
         summary.sellers += 1;
         for (position, product) in seller.products.iter().enumerate() {
             let images = serde_json::to_string(&product.images).map_err(json_err)?;
-            let product_id: String = sqlx::query_scalar(
+            let product_id: String = sql::query_scalar(
                 "INSERT INTO products (id, seller_id, handle, title, description, category, brand, url, images, position, created_at, updated_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)
                  ON CONFLICT (seller_id, handle) DO UPDATE SET title = excluded.title, description = excluded.description,
@@ -294,7 +294,7 @@ pub(super) async fn import(conn: &mut Conn, file: &CatalogFile, now: i64) -> Sto
             for (vposition, variant) in product.variants.iter().enumerate() {
                 // A SKU identifies one seller's variant; moving it to another seller by import would
                 // silently rewrite that seller's catalog (and carts holding it).
-                let owner: Option<String> = sqlx::query_scalar(
+                let owner: Option<String> = sql::query_scalar(
                     "SELECT p.seller_id FROM variants v JOIN products p ON p.id = v.product_id WHERE v.sku = $1",
                 )
                 .bind(&variant.sku)
@@ -308,7 +308,7 @@ pub(super) async fn import(conn: &mut Conn, file: &CatalogFile, now: i64) -> Sto
                     )));
                 }
                 let options = serde_json::to_string(&variant.options).map_err(json_err)?;
-                sqlx::query(
+                sql::query(
                     "INSERT INTO variants (id, product_id, sku, name, options, price_cents, inventory, position, created_at, updated_at)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)
                      ON CONFLICT (sku) DO UPDATE SET product_id = excluded.product_id, name = excluded.name,

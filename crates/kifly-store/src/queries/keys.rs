@@ -1,7 +1,7 @@
 //! Agent keys. Only the keyed hash of a key is stored; see the server's `auth` module for why.
 
+use super::sql::{self, Row};
 use kifly_core::scope::Scope;
-use sqlx::Row;
 
 use super::{DbPool, DbRow, map_err};
 use crate::StoreResult;
@@ -31,7 +31,7 @@ pub(super) async fn create(
     now: i64,
 ) -> StoreResult<ApiKey> {
     let scopes: Vec<&str> = key.scopes.iter().map(|s| s.as_str()).collect();
-    sqlx::query(
+    sql::query(
         "INSERT INTO api_keys (id, name, key_hash, display_prefix, seller_id, scopes, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(&key.id)
@@ -44,7 +44,7 @@ pub(super) async fn create(
     .execute(writer)
     .await
     .map_err(map_err)?;
-    let row = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} WHERE k.id = $1")))
+    let row = sql::query(sql::AssertSqlSafe(format!("{SELECT} WHERE k.id = $1")))
         .bind(&key.id)
         .fetch_one(reader)
         .await
@@ -53,7 +53,7 @@ pub(super) async fn create(
 }
 
 pub(super) async fn find_by_hash(pool: &DbPool, key_hash: &str) -> StoreResult<Option<ApiKey>> {
-    let row = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} WHERE k.key_hash = $1")))
+    let row = sql::query(sql::AssertSqlSafe(format!("{SELECT} WHERE k.key_hash = $1")))
         .bind(key_hash)
         .fetch_optional(pool)
         .await
@@ -62,7 +62,7 @@ pub(super) async fn find_by_hash(pool: &DbPool, key_hash: &str) -> StoreResult<O
 }
 
 pub(super) async fn list(pool: &DbPool) -> StoreResult<Vec<ApiKey>> {
-    let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{SELECT} ORDER BY k.created_at, k.id")))
+    let rows = sql::query(sql::AssertSqlSafe(format!("{SELECT} ORDER BY k.created_at, k.id")))
         .fetch_all(pool)
         .await
         .map_err(map_err)?;
@@ -70,7 +70,7 @@ pub(super) async fn list(pool: &DbPool) -> StoreResult<Vec<ApiKey>> {
 }
 
 pub(super) async fn revoke(pool: &DbPool, id: &str, now: i64) -> StoreResult<bool> {
-    let exists: Option<String> = sqlx::query_scalar("SELECT id FROM api_keys WHERE id = $1")
+    let exists: Option<String> = sql::query_scalar("SELECT id FROM api_keys WHERE id = $1")
         .bind(id)
         .fetch_optional(pool)
         .await
@@ -78,7 +78,7 @@ pub(super) async fn revoke(pool: &DbPool, id: &str, now: i64) -> StoreResult<boo
     if exists.is_none() {
         return Ok(false);
     }
-    sqlx::query("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1")
+    sql::query("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1")
         .bind(id)
         .bind(now)
         .execute(pool)

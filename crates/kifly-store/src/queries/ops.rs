@@ -1,7 +1,7 @@
 //! Platform limits, idempotency records and the audit log.
 
+use super::sql::{self, Row};
 use kifly_core::limits::PlatformLimits;
-use sqlx::Row;
 
 use super::{Conn, DbPool, map_err};
 use crate::model::*;
@@ -10,10 +10,8 @@ use crate::{StoreError, StoreResult};
 pub(super) const LIMITS_SQL: &str =
     "SELECT max_item_quantity, max_cart_total_cents FROM platform_limits WHERE id = 1";
 
-pub(super) async fn get_limits<'e>(
-    pool: impl sqlx::Executor<'e, Database = super::Db>,
-) -> StoreResult<PlatformLimits> {
-    let row = sqlx::query(LIMITS_SQL).fetch_one(pool).await.map_err(map_err)?;
+pub(super) async fn get_limits<'e>(pool: impl sql::Executor<'e>) -> StoreResult<PlatformLimits> {
+    let row = sql::query(LIMITS_SQL).fetch_one(pool).await.map_err(map_err)?;
     Ok(PlatformLimits {
         max_item_quantity: row.try_get(0).map_err(map_err)?,
         max_cart_total_cents: row.try_get(1).map_err(map_err)?,
@@ -21,7 +19,7 @@ pub(super) async fn get_limits<'e>(
 }
 
 pub(super) async fn set_limits(pool: &DbPool, limits: &PlatformLimits, now: i64) -> StoreResult<()> {
-    sqlx::query("UPDATE platform_limits SET max_item_quantity = $1, max_cart_total_cents = $2, updated_at = $3 WHERE id = 1")
+    sql::query("UPDATE platform_limits SET max_item_quantity = $1, max_cart_total_cents = $2, updated_at = $3 WHERE id = 1")
         .bind(limits.max_item_quantity)
         .bind(limits.max_cart_total_cents)
         .bind(now)
@@ -60,7 +58,7 @@ async fn try_claim(
 ) -> StoreResult<Option<ClaimOutcome>> {
     let claim_token = ulid::Ulid::new().to_string();
     let claimed = IdempotencyClaim { scope: scope.clone(), claim_token: claim_token.clone() };
-    let inserted = sqlx::query(
+    let inserted = sql::query(
         "INSERT INTO idempotency_records (principal, method, path, idem_key, fingerprint, state, claim_token, lease_expires_at, created_at)
          VALUES ($1, $2, $3, $4, $5, 'in_flight', $6, $7, $8)
          ON CONFLICT (principal, method, path, idem_key) DO NOTHING",
@@ -79,7 +77,7 @@ async fn try_claim(
     if inserted.rows_affected() == 1 {
         return Ok(Some(ClaimOutcome::Claimed(claimed)));
     }
-    let Some(row) = sqlx::query(
+    let Some(row) = sql::query(
         "SELECT fingerprint, state, lease_expires_at, status, response_body FROM idempotency_records
          WHERE principal = $1 AND method = $2 AND path = $3 AND idem_key = $4",
     )
@@ -111,7 +109,7 @@ async fn try_claim(
     }
     // The previous holder's lease ran out (it crashed or hung): take the key over, unless another
     // request just did.
-    let taken = sqlx::query(
+    let taken = sql::query(
         "UPDATE idempotency_records SET claim_token = $5, lease_expires_at = $6
          WHERE principal = $1 AND method = $2 AND path = $3 AND idem_key = $4
            AND state = 'in_flight' AND lease_expires_at <= $7",
@@ -140,7 +138,7 @@ pub(super) async fn complete_idempotency(
     _now: i64,
 ) -> StoreResult<()> {
     let s = &claim.scope;
-    let r = sqlx::query(
+    let r = sql::query(
         "UPDATE idempotency_records SET state = 'done', status = $6, response_body = $7
          WHERE principal = $1 AND method = $2 AND path = $3 AND idem_key = $4 AND claim_token = $5 AND state = 'in_flight'",
     )
@@ -163,7 +161,7 @@ pub(super) async fn complete_idempotency(
 
 pub(super) async fn release_idempotency(pool: &DbPool, claim: &IdempotencyClaim) -> StoreResult<()> {
     let s = &claim.scope;
-    sqlx::query(
+    sql::query(
         "DELETE FROM idempotency_records
          WHERE principal = $1 AND method = $2 AND path = $3 AND idem_key = $4 AND claim_token = $5 AND state = 'in_flight'",
     )
@@ -179,12 +177,12 @@ pub(super) async fn release_idempotency(pool: &DbPool, claim: &IdempotencyClaim)
 }
 
 pub(super) async fn purge_idempotency(pool: &DbPool, before: i64) -> StoreResult<u64> {
-    let r = sqlx::query(super::PURGE_IDEMPOTENCY_SQL).bind(before).execute(pool).await.map_err(map_err)?;
+    let r = sql::query(super::PURGE_IDEMPOTENCY_SQL).bind(before).execute(pool).await.map_err(map_err)?;
     Ok(r.rows_affected())
 }
 
 pub(super) async fn insert_audit(conn: &mut Conn, entry: &AuditEntry) -> StoreResult<()> {
-    sqlx::query(
+    sql::query(
         "INSERT INTO audit_log (id, api_key_id, action, resource_id, metadata, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(&entry.id)
@@ -203,7 +201,7 @@ pub(super) async fn insert_audit_rows(pool: &DbPool, entries: &[AuditEntry]) -> 
     if entries.is_empty() {
         return Ok(());
     }
-    let mut insert = sqlx::QueryBuilder::<super::Db>::new(
+    let mut insert = sql::QueryBuilder::new(
         "INSERT INTO audit_log (id, api_key_id, action, resource_id, metadata, created_at) ",
     );
     insert.push_values(entries, |mut row, entry| {
@@ -219,7 +217,7 @@ pub(super) async fn insert_audit_rows(pool: &DbPool, entries: &[AuditEntry]) -> 
 }
 
 pub(super) async fn recent_audit(pool: &DbPool, limit: i64) -> StoreResult<Vec<AuditEntry>> {
-    let rows = sqlx::query(
+    let rows = sql::query(
         "SELECT id, api_key_id, action, resource_id, metadata, created_at FROM audit_log ORDER BY created_at DESC, id DESC LIMIT $1",
     )
     .bind(limit)

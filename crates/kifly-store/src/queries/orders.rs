@@ -8,7 +8,7 @@
 //! `inventory - reserved` covers it (one atomic `UPDATE`, so concurrent buyers of the last unit cannot
 //! both win). Paying turns the reservation into a sale; failing, expiring or cancelling gives it back.
 
-use sqlx::Row;
+use super::sql::{self, Row};
 
 use super::{Conn, DbPool, DbRow, json_err, map_err};
 use crate::model::*;
@@ -64,10 +64,10 @@ fn order_from_row(r: &DbRow) -> StoreResult<Order> {
 /// Reads an order by id or by its provider session id.
 pub(super) async fn get<'e, E>(executor: E, id_or_session: &str) -> StoreResult<Option<Order>>
 where
-    E: sqlx::Executor<'e, Database = super::Db>,
+    E: sql::Executor<'e>,
 {
     let sql = select_orders!("WHERE id = $1 OR session_id = $1 LIMIT 1");
-    let row = sqlx::query(sql).bind(id_or_session).fetch_optional(executor).await.map_err(map_err)?;
+    let row = sql::query(sql).bind(id_or_session).fetch_optional(executor).await.map_err(map_err)?;
     row.as_ref().map(order_from_row).transpose()
 }
 
@@ -84,7 +84,7 @@ pub(super) async fn list_for_buyer(
     let sql = select_orders!(
         "WHERE (buyer_id = $1 OR lower(email) = $2) AND updated_at > $3 ORDER BY updated_at DESC, id DESC LIMIT $4"
     );
-    let rows = sqlx::query(sql)
+    let rows = sql::query(sql)
         .bind(buyer_id)
         .bind(email)
         .bind(since)
@@ -98,7 +98,7 @@ pub(super) async fn list_for_buyer(
 pub(super) async fn list_overdue(pool: &DbPool, now: i64, limit: i64) -> StoreResult<Vec<Order>> {
     let sql =
         select_orders!("WHERE status = 'pending_payment' AND expires_at < $1 ORDER BY expires_at LIMIT $2");
-    let rows = sqlx::query(sql).bind(now).bind(limit).fetch_all(pool).await.map_err(map_err)?;
+    let rows = sql::query(sql).bind(now).bind(limit).fetch_all(pool).await.map_err(map_err)?;
     rows.iter().map(order_from_row).collect()
 }
 
@@ -106,7 +106,7 @@ pub(super) async fn list_overdue(pool: &DbPool, now: i64, limit: i64) -> StoreRe
 pub(super) async fn insert(conn: &mut Conn, order: &NewOrder, now: i64) -> StoreResult<()> {
     let lines = serde_json::to_string(&order.lines).map_err(json_err)?;
     let address = serde_json::to_string(&order.shipping_address).map_err(json_err)?;
-    let result = sqlx::query(
+    let result = sql::query(
         "INSERT INTO orders (id, cart_id, api_key_id, seller_id, status, payment_rail, session_id, payment_url, lines, subtotal_cents, delivery_fee_cents, total_cents, currency, shipping_address, email, expires_at, settlement_credential, buyer_id, created_at, updated_at)
          VALUES ($1, $2, $3, $4, 'pending_payment', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $17, $18, $16, $16)
          ON CONFLICT (session_id) DO NOTHING",
@@ -142,7 +142,7 @@ pub(super) async fn insert(conn: &mut Conn, order: &NewOrder, now: i64) -> Store
 /// caller rolls the transaction back.
 pub(super) async fn reserve(conn: &mut Conn, lines: &[OrderLine]) -> StoreResult<Result<(), OutOfStock>> {
     for line in lines {
-        let held = sqlx::query(
+        let held = sql::query(
             "UPDATE variants SET reserved = reserved + $2
              WHERE id = $1 AND (inventory IS NULL OR inventory - reserved >= $2)",
         )
@@ -153,7 +153,7 @@ pub(super) async fn reserve(conn: &mut Conn, lines: &[OrderLine]) -> StoreResult
         .map_err(map_err)?;
         if held.rows_affected() == 0 {
             let available: Option<i64> =
-                sqlx::query_scalar("SELECT inventory - reserved FROM variants WHERE id = $1")
+                sql::query_scalar("SELECT inventory - reserved FROM variants WHERE id = $1")
                     .bind(&line.variant_id)
                     .fetch_optional(&mut *conn)
                     .await
@@ -179,7 +179,7 @@ async fn settle_reservation(conn: &mut Conn, lines: &[OrderLine], sold: bool) ->
         "UPDATE variants SET reserved = CASE WHEN reserved > $2 THEN reserved - $2 ELSE 0 END WHERE id = $1"
     };
     for line in lines {
-        sqlx::query(sql)
+        sql::query(sql)
             .bind(&line.variant_id)
             .bind(line.quantity)
             .execute(&mut *conn)
@@ -200,7 +200,7 @@ pub(super) async fn mark_paid(
     payment_reference: Option<&str>,
     now: i64,
 ) -> StoreResult<OrderTransition> {
-    let moved = sqlx::query(
+    let moved = sql::query(
         "UPDATE orders SET status = 'paid', settlement_credential = NULL, payment_reference = COALESCE($2, payment_reference), paid_at = $3, updated_at = $3
          WHERE id = $1 AND status = 'pending_payment'",
     )
@@ -215,7 +215,7 @@ pub(super) async fn mark_paid(
         return Ok(OrderTransition::Refused(order));
     }
     settle_reservation(conn, &order.lines, true).await?;
-    sqlx::query(
+    sql::query(
         "UPDATE carts SET status = 'completed', version = version + 1, updated_at = $3 WHERE id = $1 AND order_id = $2",
     )
     .bind(&order.cart_id)
@@ -237,7 +237,7 @@ pub(super) async fn close_unpaid(
     if !to.is_unpaid_end() {
         return Err(StoreError::Other(format!("{} is not an unpaid end state", to.as_str())));
     }
-    let moved = sqlx::query(
+    let moved = sql::query(
         "UPDATE orders SET status = $2, settlement_credential = NULL, closed_at = $3, updated_at = $3 WHERE id = $1 AND status = 'pending_payment'",
     )
     .bind(order_id)
@@ -251,7 +251,7 @@ pub(super) async fn close_unpaid(
         return Ok(OrderTransition::Refused(order));
     }
     settle_reservation(conn, &order.lines, false).await?;
-    sqlx::query(
+    sql::query(
         "UPDATE carts SET status = 'open', order_id = NULL, version = version + 1, updated_at = $3
          WHERE id = $1 AND order_id = $2 AND status = 'checkout_pending'",
     )
@@ -273,7 +273,7 @@ pub(super) async fn set_session(
     expires_at: Option<i64>,
     now: i64,
 ) -> StoreResult<Order> {
-    sqlx::query(
+    sql::query(
         "UPDATE orders SET session_id = $2, payment_url = $3, expires_at = COALESCE($4, expires_at), updated_at = $5 WHERE id = $1",
     )
     .bind(order_id)
@@ -294,7 +294,7 @@ pub(super) async fn ship(
     shipment: &Shipment,
     now: i64,
 ) -> StoreResult<OrderTransition> {
-    let moved = sqlx::query(
+    let moved = sql::query(
         "UPDATE orders SET status = 'shipped', shipped_at = COALESCE(shipped_at, $5), carrier = $2, tracking_number = $3, tracking_url = $4, updated_at = $5
          WHERE id = $1 AND status IN ('paid', 'shipped')",
     )
@@ -311,7 +311,7 @@ pub(super) async fn ship(
 
 /// `paid | shipped → delivered`.
 pub(super) async fn deliver(conn: &mut Conn, order_id: &str, now: i64) -> StoreResult<OrderTransition> {
-    let moved = sqlx::query(
+    let moved = sql::query(
         "UPDATE orders SET status = 'delivered', delivered_at = $2, shipped_at = COALESCE(shipped_at, $2), updated_at = $2
          WHERE id = $1 AND status IN ('paid', 'shipped')",
     )
@@ -330,7 +330,7 @@ async fn transition_outcome(conn: &mut Conn, order_id: &str, moved: u64) -> Stor
 
 /// Locks the cart for checkout and links it to its order.
 pub(super) async fn lock_cart(conn: &mut Conn, cart_id: &str, order_id: &str, now: i64) -> StoreResult<()> {
-    let r = sqlx::query(
+    let r = sql::query(
         "UPDATE carts SET status = 'checkout_pending', order_id = $2, version = version + 1, updated_at = $3
          WHERE id = $1 AND status = 'open'",
     )
@@ -355,7 +355,7 @@ pub(super) async fn record_event(
     order_id: Option<&str>,
     now: i64,
 ) -> StoreResult<bool> {
-    let r = sqlx::query(
+    let r = sql::query(
         "INSERT INTO payment_events (source, event_id, order_id, received_at) VALUES ($1, $2, $3, $4)
          ON CONFLICT (source, event_id) DO NOTHING",
     )
@@ -376,7 +376,7 @@ pub(super) async fn insert_link(
     cart_id: Option<&str>,
     now: i64,
 ) -> StoreResult<()> {
-    sqlx::query(
+    sql::query(
         "INSERT INTO redirect_links (code, url, cart_id, clicks, created_at) VALUES ($1, $2, $3, 0, $4)
          ON CONFLICT (code) DO NOTHING",
     )
@@ -393,7 +393,7 @@ pub(super) async fn insert_link(
 /// Counts a click and returns the target, or `None` for an unknown code.
 pub(super) async fn follow_link(pool: &DbPool, code: &str) -> StoreResult<Option<(String, i64)>> {
     let row =
-        sqlx::query("UPDATE redirect_links SET clicks = clicks + 1 WHERE code = $1 RETURNING url, clicks")
+        sql::query("UPDATE redirect_links SET clicks = clicks + 1 WHERE code = $1 RETURNING url, clicks")
             .bind(code)
             .fetch_optional(pool)
             .await

@@ -1,7 +1,7 @@
 //! The `Store` and `StoreTx` implementation shared by every SQL backend.
 //!
 //! This file is compiled once inside each backend module (`#[path]` in `sqlite/mod.rs` and
-//! `postgres/mod.rs`), where `super::Db`, `super::BackendStore` and friends name that backend's types.
+//! `postgres/mod.rs`), where `super::sql`, `super::BackendStore` and friends name that backend's types.
 //! So there is one copy of the logic and each backend only supplies its pools, its transaction start,
 //! its error classification and the few statements whose SQL differs.
 
@@ -11,12 +11,11 @@ use async_trait::async_trait;
 use kifly_core::address::ShippingAddress;
 use kifly_core::catalog::CatalogFile;
 use kifly_core::limits::PlatformLimits;
-use sqlx::Transaction;
 
 use super::catalog::SellerKey;
-use super::{BACKEND_NAME, BackendStore, Db, DirectReads, MIGRATOR, map_err};
+use super::{BACKEND_NAME, BackendStore, DirectReads, Tx, map_err};
 use crate::model::*;
-use crate::{Store, StoreError, StoreResult, StoreTx};
+use crate::{Store, StoreResult, StoreTx};
 
 #[async_trait]
 impl Store for BackendStore {
@@ -25,11 +24,11 @@ impl Store for BackendStore {
     }
 
     async fn migrate(&self) -> StoreResult<()> {
-        MIGRATOR.run(self.writer()).await.map_err(|e| StoreError::Other(format!("migration failed: {e}")))
+        self.run_migrations().await
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(self.reader()).await.map_err(map_err)?;
+        super::sql::query("SELECT 1").execute(self.reader()).await.map_err(map_err)?;
         Ok(())
     }
 
@@ -114,8 +113,7 @@ impl Store for BackendStore {
         if let Some(direct) = self.direct_reads() {
             return direct.get_cart(cart_id);
         }
-        let mut conn = self.reader().acquire().await.map_err(map_err)?;
-        super::carts::get(&mut conn, cart_id).await
+        super::carts::get(self.reader(), cart_id).await
     }
 
     async fn claim_idempotency(
@@ -202,7 +200,7 @@ impl Store for BackendStore {
 
 /// A write transaction of this backend.
 pub(super) struct BackendTx {
-    pub(super) tx: Transaction<'static, Db>,
+    pub(super) tx: Tx,
     /// The backend's reads without a round trip, if it has them (see `get_seller`).
     pub(super) direct: Option<Arc<DirectReads>>,
 }

@@ -1,18 +1,13 @@
-//! Hot reads that skip sqlx's worker-thread hand-off.
+//! The read-only connections, and the hottest reads parsed by column position.
 //!
-//! sqlx runs each SQLite connection on a thread of its own and passes every statement and its rows
-//! over channels, which costs two thread wake-ups per statement. Under load that hand-off, not SQLite,
-//! was most of a cart read's cost (profiled: about a third of the server's CPU in futex wait/wake).
-//! The hottest reads (a cart with its lines, and the seller and limits every cart change consults,
-//! inside its transaction or not) therefore run here on plain rusqlite connections, on the calling thread: a point read served from
-//! SQLite's page cache takes microseconds, less than the hand-off it replaces, so it is not worth a
-//! trip to a blocking pool either.
-//!
-//! The connections are read-only and open lazily on the same WAL file as the sqlx pools, so they see
-//! every committed write, never block the writer, and share the query text (`CART_WITH_LINES_SQL`)
-//! and row parsing (`CartRow`, `SellerRow`) with the sqlx path. Writes stay on sqlx's single writer
-//! connection; a write transaction reads sellers and limits through here (no transaction ever writes
-//! them, and the writer holds SQLite's only write lock, so both paths read the same committed rows).
+//! Every read outside a write transaction runs on one of these connections (see `sql.rs`): they are
+//! read-only, open lazily on the same WAL file as the writer, see every committed write and never
+//! block the writer. The hottest reads (a cart with its lines, and the seller and limits every cart
+//! change consults, inside its transaction or not) skip the generic row copy of `sql.rs` and read
+//! columns by position; they share the query text (`CART_WITH_LINES_SQL`) and row parsing (`CartRow`,
+//! `SellerRow`) with the generic path. A write transaction may read sellers and limits here because
+//! no transaction ever writes them and the writer holds SQLite's only write lock, so both paths read
+//! the same committed rows.
 
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -23,9 +18,10 @@ use rusqlite::{Connection, OpenFlags, Row};
 
 use super::carts::{CART_WITH_LINES_SQL, CartRow};
 use super::catalog::{SellerKey, SellerRow};
+use super::map_err;
 use super::ops::LIMITS_SQL;
+use crate::StoreResult;
 use crate::model::{Cart, CartLine, Seller};
-use crate::{StoreError, StoreResult};
 
 /// Idle connections kept for reuse; more are opened when several threads read at once.
 const MAX_IDLE: usize = 8;
@@ -53,11 +49,14 @@ impl DirectReads {
     }
 
     /// Runs `read` on an idle connection (or a new one) and puts the connection back afterwards.
-    fn with_connection<T>(&self, read: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> StoreResult<T> {
+    pub(super) fn with_connection<T>(
+        &self,
+        read: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
         let idle = self.idle.lock().ok().and_then(|mut idle| idle.pop());
         let conn = match idle {
             Some(conn) => conn,
-            None => self.open().map_err(map_err)?,
+            None => self.open()?,
         };
         let result = read(&conn);
         if let Ok(mut idle) = self.idle.lock()
@@ -65,36 +64,40 @@ impl DirectReads {
         {
             idle.push(conn);
         }
-        result.map_err(map_err)
+        result
     }
 
-    /// The cart and its lines, exactly as the sqlx path reads them (`carts::get`).
+    /// The cart and its lines, exactly as the generic path reads them (`carts::get`).
     pub(super) fn get_cart(&self, cart_id: &str) -> StoreResult<Option<Cart>> {
-        let found = self.with_connection(|conn| {
-            let mut statement = conn.prepare_cached(CART_WITH_LINES_SQL)?;
-            let mut rows = statement.query([cart_id])?;
-            let mut cart: Option<CartRow> = None;
-            let mut lines = Vec::new();
-            while let Some(row) = rows.next()? {
-                if cart.is_none() {
-                    cart = Some(cart_row(row)?);
+        let found = self
+            .with_connection(|conn| {
+                let mut statement = conn.prepare_cached(CART_WITH_LINES_SQL)?;
+                let mut rows = statement.query([cart_id])?;
+                let mut cart: Option<CartRow> = None;
+                let mut lines = Vec::new();
+                while let Some(row) = rows.next()? {
+                    if cart.is_none() {
+                        cart = Some(cart_row(row)?);
+                    }
+                    if row.get::<_, Option<String>>(ITEM_ID)?.is_some() {
+                        lines.push(line(row)?);
+                    }
                 }
-                if row.get::<_, Option<String>>(ITEM_ID)?.is_some() {
-                    lines.push(line(row)?);
-                }
-            }
-            Ok(cart.map(|cart| (cart, lines)))
-        })?;
+                Ok(cart.map(|cart| (cart, lines)))
+            })
+            .map_err(map_err)?;
         found.map(|(cart, lines)| cart.into_cart(lines)).transpose()
     }
 
     /// A seller by id or handle, as `catalog::seller_by` reads it.
     pub(super) fn get_seller(&self, key: SellerKey, value: &str) -> StoreResult<Option<Seller>> {
-        let row = self.with_connection(|conn| {
-            let mut statement = conn.prepare_cached(key.sql())?;
-            let mut rows = statement.query([value])?;
-            rows.next()?.map(seller_row).transpose()
-        })?;
+        let row = self
+            .with_connection(|conn| {
+                let mut statement = conn.prepare_cached(key.sql())?;
+                let mut rows = statement.query([value])?;
+                rows.next()?.map(seller_row).transpose()
+            })
+            .map_err(map_err)?;
         row.map(SellerRow::into_seller).transpose()
     }
 
@@ -105,6 +108,7 @@ impl DirectReads {
                 Ok(PlatformLimits { max_item_quantity: row.get(0)?, max_cart_total_cents: row.get(1)? })
             })
         })
+        .map_err(map_err)
     }
 }
 
@@ -154,17 +158,4 @@ fn line(row: &Row<'_>) -> rusqlite::Result<CartLine> {
         quantity: row.get(16)?,
         inventory: row.get(17)?,
     })
-}
-
-/// Busy/locked and failures to open are "try again later"; anything else is unexpected.
-fn map_err(e: rusqlite::Error) -> StoreError {
-    match e.sqlite_error_code() {
-        Some(
-            rusqlite::ErrorCode::DatabaseBusy
-            | rusqlite::ErrorCode::DatabaseLocked
-            | rusqlite::ErrorCode::CannotOpen
-            | rusqlite::ErrorCode::SystemIoFailure,
-        ) => StoreError::Unavailable(e.to_string()),
-        _ => StoreError::Other(e.to_string()),
-    }
 }

@@ -1,12 +1,12 @@
 //! The embedded SQLite backend (the default).
 //!
-//! One writer connection and a small pool of readers, both on the same WAL file. Funnelling every
-//! write through one connection with `BEGIN IMMEDIATE` means writers queue in the pool instead of
-//! failing with `SQLITE_BUSY`, while readers never wait for writers. Other processes (the CLI) writing
-//! the same file are covered by the busy timeout.
+//! One writer connection and read-only connections, all on the same WAL file, driven through rusqlite
+//! on the calling thread (`sql.rs` says why not sqlx). Funnelling every write through one connection
+//! with `BEGIN IMMEDIATE` means writers queue for it instead of failing with `SQLITE_BUSY`, while
+//! readers never wait for writers. Other processes (the CLI) writing the same file are waited for.
 //!
 //! The queries and the `Store` implementation are shared with PostgreSQL (`../queries/`); this module
-//! supplies the SQLite types, pools and error classification.
+//! supplies the SQLite connections, transaction start, migrations and error classification.
 
 #[path = "../queries/buyers.rs"]
 mod buyers;
@@ -25,21 +25,22 @@ mod store;
 
 mod checkpoint;
 mod direct;
+mod migrate;
+mod sql;
 
-use std::str::FromStr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, Transaction};
+use rusqlite::{Connection, OpenFlags};
 
 use crate::{StoreError, StoreResult, json_err};
 
-type Db = Sqlite;
-type DbPool = sqlx::SqlitePool;
-type Conn = sqlx::SqliteConnection;
-type DbRow = sqlx::sqlite::SqliteRow;
-type QueryResult = sqlx::sqlite::SqliteQueryResult;
+type DbPool = sql::Pool;
+type Conn = Connection;
+type DbRow = sql::SqliteRow;
+type QueryResult = sql::QueryResult;
+type Tx = sql::Transaction;
 type BackendStore = SqliteStore;
 use direct::DirectReads;
 
@@ -59,10 +60,20 @@ RETURNING id, recipient, subject, body, attempts, status, last_error";
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
+/// SQLite's own (thread-blocking) wait for a lock on the writer connection: only for rare, brief
+/// locks; waiting for another process's write lock happens in `sql.rs`.
+const WRITER_BUSY_TIMEOUT: Duration = Duration::from_millis(10);
+
+/// Prepared statements kept per connection: enough for every query in `../queries/`.
+const STATEMENT_CACHE: usize = 128;
+
 /// The SQLite implementation of [`crate::Store`].
 pub struct SqliteStore {
-    writer: DbPool,
-    reader: DbPool,
+    writer: Arc<sql::Writer>,
+    /// The writer, for statements that run on their own.
+    writes: DbPool,
+    /// The read-only connections (the writer for an in-memory database).
+    reads: DbPool,
     /// `None` for in-memory databases, which other connections cannot open by path.
     direct: Option<Arc<DirectReads>>,
     /// Checkpoints the WAL in the background (file databases only).
@@ -72,82 +83,115 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if missing) the database at a `sqlite://` URL.
     pub async fn open(url: &str) -> StoreResult<Self> {
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(|e| StoreError::Other(format!("bad sqlite URL: {e}")))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(5))
-            .foreign_keys(true)
-            // Reads come from memory-mapped pages and a larger page cache; temp tables stay in memory.
-            .pragma("mmap_size", "268435456")
-            .pragma("cache_size", "-16384")
-            .pragma("temp_store", "memory");
-        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
-        let path = options.get_filename().to_path_buf();
-        let direct = (!in_memory).then(|| Arc::new(DirectReads::new(path.clone())));
-        // Checkpoints run on their own thread (see [`checkpoint`]), not inside the writer's commits.
-        let writer_options =
-            if in_memory { options.clone() } else { options.clone().pragma("wal_autocheckpoint", "0") };
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(writer_options)
-            .await
-            .map_err(map_err)?;
-        let reader = SqlitePoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
-            .await
-            .map_err(map_err)?;
-        let checkpointer = if in_memory {
-            None
-        } else {
-            Some(checkpoint::Checkpointer::start(path).map_err(|e| StoreError::Other(e.to_string()))?)
+        let path = database_path(url)?;
+        let writer = Arc::new(sql::Writer::new(open_writer(path.as_ref()).map_err(map_err)?));
+        let writes = DbPool::Writer(Arc::clone(&writer));
+        let Some(path) = path else {
+            return Ok(Self { writer, reads: writes.clone(), writes, direct: None, _checkpointer: None });
         };
-        Ok(Self { writer, reader, direct, _checkpointer: checkpointer })
+        let direct = Arc::new(DirectReads::new(path.clone()));
+        // Checkpoints run on their own thread (see [`checkpoint`]), not inside the writer's commits.
+        let checkpointer =
+            checkpoint::Checkpointer::start(path).map_err(|e| StoreError::Other(e.to_string()))?;
+        Ok(Self {
+            writer,
+            writes,
+            reads: DbPool::Readers(Arc::clone(&direct)),
+            direct: Some(direct),
+            _checkpointer: Some(checkpointer),
+        })
     }
 
     fn writer(&self) -> &DbPool {
-        &self.writer
+        &self.writes
     }
 
     fn reader(&self) -> &DbPool {
-        &self.reader
+        &self.reads
     }
 
-    /// The hot reads that bypass sqlx (see [`direct`]).
+    /// The hot reads parsed by column position (see [`direct`]).
     fn direct_reads(&self) -> Option<&Arc<DirectReads>> {
         self.direct.as_ref()
     }
 
-    async fn begin(&self) -> StoreResult<Transaction<'static, Db>> {
-        self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(map_err)
+    async fn begin(&self) -> StoreResult<Tx> {
+        self.writer.begin().await.map_err(map_err)
+    }
+
+    async fn run_migrations(&self) -> StoreResult<()> {
+        let mut conn = self.writer.acquire().await.map_err(map_err)?;
+        // Another process may be migrating the same file: wait for it as long as any write would.
+        conn.busy_timeout(Duration::from_secs(5)).map_err(map_err)?;
+        let outcome = migrate::run(&mut conn, &MIGRATOR);
+        conn.busy_timeout(WRITER_BUSY_TIMEOUT).map_err(map_err)?;
+        outcome
     }
 }
 
+/// The file a `sqlite:` URL names, or `None` for an in-memory database.
+fn database_path(url: &str) -> StoreResult<Option<PathBuf>> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .ok_or_else(|| StoreError::Other(format!("bad sqlite URL {url:?}: must start with sqlite://")))?;
+    let (path, options) = rest.split_once('?').unwrap_or((rest, ""));
+    if path == ":memory:" || options.split('&').any(|option| option == "mode=memory") {
+        return Ok(None);
+    }
+    if path.is_empty() {
+        return Err(StoreError::Other(format!("bad sqlite URL {url:?}: no file path")));
+    }
+    Ok(Some(PathBuf::from(path)))
+}
+
+/// The writer connection, creating the file if missing.
+fn open_writer(path: Option<&PathBuf>) -> rusqlite::Result<Connection> {
+    let flags =
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = match path {
+        Some(path) => Connection::open_with_flags(path, flags)?,
+        None => Connection::open_in_memory_with_flags(flags)?,
+    };
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    // Long enough for switching to WAL while another process has the file open; afterwards a wait
+    // for the write lock happens in `BEGIN IMMEDIATE`, retried on an async timer (`sql.rs`).
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL;
+         PRAGMA synchronous = NORMAL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA cache_size = -16384;
+         PRAGMA temp_store = MEMORY;",
+    )?;
+    if path.is_some() {
+        // Checkpoints run on their own thread (see [`checkpoint`]), not inside the writer's commits;
+        // reads come from memory-mapped pages.
+        conn.execute_batch("PRAGMA wal_autocheckpoint = 0; PRAGMA mmap_size = 268435456;")?;
+    }
+    conn.busy_timeout(WRITER_BUSY_TIMEOUT)?;
+    Ok(conn)
+}
+
 /// Classifies a driver error; see [`StoreError`].
-fn map_err(e: sqlx::Error) -> StoreError {
+fn map_err(e: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode;
     match &e {
-        sqlx::Error::RowNotFound => StoreError::NotFound(e.to_string()),
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-            StoreError::Unavailable(e.to_string())
-        }
-        sqlx::Error::Database(db) => {
-            let code = db.code().unwrap_or_default();
-            // SQLITE_BUSY (5) and SQLITE_LOCKED (6), with their extended codes.
-            let primary = code.parse::<i64>().map(|c| c & 0xff).unwrap_or(-1);
-            if primary == 5 || primary == 6 {
-                StoreError::Unavailable(e.to_string())
-            } else if db.is_foreign_key_violation() {
-                StoreError::NotFound(e.to_string())
-            } else if db.is_unique_violation() {
-                StoreError::Conflict(e.to_string())
-            } else {
-                StoreError::Other(e.to_string())
-            }
-        }
+        rusqlite::Error::QueryReturnedNoRows => StoreError::NotFound(e.to_string()),
+        rusqlite::Error::SqliteFailure(failure, _) => match failure.code {
+            ErrorCode::DatabaseBusy
+            | ErrorCode::DatabaseLocked
+            | ErrorCode::CannotOpen
+            | ErrorCode::SystemIoFailure => StoreError::Unavailable(e.to_string()),
+            ErrorCode::ConstraintViolation => match failure.extended_code {
+                rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY => StoreError::NotFound(e.to_string()),
+                rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY => {
+                    StoreError::Conflict(e.to_string())
+                }
+                _ => StoreError::Other(e.to_string()),
+            },
+            _ => StoreError::Other(e.to_string()),
+        },
         _ => StoreError::Other(e.to_string()),
     }
 }

@@ -1,0 +1,147 @@
+//! Applies the SQLite migrations on the writer connection.
+//!
+//! The migration files are embedded by sqlx's `migrate!` (as for PostgreSQL), but the SQLite backend
+//! does not use sqlx's driver (see `sql.rs`), so they are applied here, with sqlx's bookkeeping: the
+//! same `_sqlx_migrations` table, checksums and checks, so databases migrated by earlier versions
+//! (through sqlx) carry on unchanged. Each migration runs in one `BEGIN IMMEDIATE` transaction that
+//! first re-checks whether it is applied, so two processes migrating one file at once apply it once.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
+use sqlx::migrate::Migrator;
+
+use crate::{StoreError, StoreResult};
+
+const CREATE_TABLE: &str = "CREATE TABLE IF NOT EXISTS _sqlx_migrations (
+    version BIGINT PRIMARY KEY,
+    description TEXT NOT NULL,
+    installed_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    success BOOLEAN NOT NULL,
+    checksum BLOB NOT NULL,
+    execution_time BIGINT NOT NULL
+)";
+
+pub(super) fn run(conn: &mut Connection, migrator: &Migrator) -> StoreResult<()> {
+    conn.execute_batch(CREATE_TABLE).map_err(failed)?;
+    let applied = applied(conn).map_err(failed)?;
+    if let Some((version, _)) = applied.iter().find(|(_, success)| !**success) {
+        return Err(StoreError::Other(format!(
+            "migration failed: migration {version} is partially applied; fix and remove it from _sqlx_migrations"
+        )));
+    }
+    if let Some(version) = applied.keys().find(|v| !migrator.iter().any(|m| m.version == **v)) {
+        return Err(StoreError::Other(format!(
+            "migration failed: the database has migration {version}, which this kifly does not know (a newer version migrated it)"
+        )));
+    }
+    for migration in migrator.iter().filter(|m| !m.migration_type.is_down_migration()) {
+        let started = Instant::now();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(failed)?;
+        let checksum: Option<Vec<u8>> = tx
+            .query_row("SELECT checksum FROM _sqlx_migrations WHERE version = ?1", [migration.version], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(failed)?;
+        match checksum {
+            Some(checksum) if checksum == *migration.checksum => continue,
+            Some(_) => {
+                return Err(StoreError::Other(format!(
+                    "migration failed: migration {} was applied but has been modified since",
+                    migration.version
+                )));
+            }
+            None => {}
+        }
+        tx.execute_batch(migration.sql.as_str()).map_err(failed)?;
+        tx.execute(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES (?1, ?2, TRUE, ?3, ?4)",
+            rusqlite::params![
+                migration.version,
+                migration.description.as_ref(),
+                migration.checksum.as_ref(),
+                i64::try_from(started.elapsed().as_nanos()).unwrap_or(i64::MAX)
+            ],
+        )
+        .map_err(failed)?;
+        tx.commit().map_err(failed)?;
+    }
+    Ok(())
+}
+
+/// Applied versions with their success flag.
+fn applied(conn: &Connection) -> rusqlite::Result<BTreeMap<i64, bool>> {
+    let mut statement = conn.prepare("SELECT version, success FROM _sqlx_migrations ORDER BY version")?;
+    let rows = statement.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    rows.collect()
+}
+
+fn failed(e: rusqlite::Error) -> StoreError {
+    StoreError::Other(format!("migration failed: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::Connection;
+
+    use super::super::{MIGRATOR, SqliteStore};
+    use crate::{Store, StoreError};
+
+    async fn migrated() -> (tempfile::TempDir, SqliteStore, Connection) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("kifly.db");
+        let store = SqliteStore::open(&format!("sqlite://{}", path.display())).await.expect("open");
+        store.migrate().await.expect("migrate");
+        let conn = Connection::open(&path).expect("open raw");
+        (dir, store, conn)
+    }
+
+    fn migration_error(result: Result<(), StoreError>) -> String {
+        match result {
+            Err(StoreError::Other(message)) => message,
+            other => panic!("expected a migration error, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn stores_opening_one_file_at_once_apply_each_migration_once() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = format!("sqlite://{}/kifly.db", dir.path().display());
+        let (a, b) = tokio::join!(SqliteStore::open(&url), SqliteStore::open(&url));
+        let (a, b) = (a.expect("open a"), b.expect("open b"));
+        let (ran_a, ran_b) = tokio::join!(a.migrate(), b.migrate());
+        ran_a.expect("migrate a");
+        ran_b.expect("migrate b");
+        let conn = Connection::open(dir.path().join("kifly.db")).expect("open raw");
+        let applied: i64 = conn
+            .query_row("SELECT COUNT(*) FROM _sqlx_migrations WHERE success", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(applied, MIGRATOR.iter().count() as i64);
+    }
+
+    #[tokio::test]
+    async fn a_changed_applied_migration_is_refused() {
+        let (_dir, store, conn) = migrated().await;
+        conn.execute("UPDATE _sqlx_migrations SET checksum = x'00' WHERE version = 1", []).expect("tamper");
+        let message = migration_error(store.migrate().await);
+        assert!(message.contains("migration 1 was applied but has been modified"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn a_database_from_a_newer_kifly_or_a_failed_migration_is_refused() {
+        let (_dir, store, conn) = migrated().await;
+        conn.execute(
+            "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES (9999, 'future', TRUE, x'00', 0)",
+            [],
+        )
+        .expect("future migration");
+        let message = migration_error(store.migrate().await);
+        assert!(message.contains("migration 9999") && message.contains("newer"), "{message}");
+
+        conn.execute("UPDATE _sqlx_migrations SET success = FALSE WHERE version = 9999", []).expect("dirty");
+        let message = migration_error(store.migrate().await);
+        assert!(message.contains("9999 is partially applied"), "{message}");
+    }
+}
