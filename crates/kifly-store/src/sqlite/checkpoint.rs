@@ -3,18 +3,33 @@
 //! By default SQLite checkpoints inside whichever commit pushes the WAL past 1,000 pages: that commit
 //! copies pages into the database file and fsyncs it, and every write queued behind the single writer
 //! connection waits meanwhile (it showed as the tail of the write latency under load). The writer
-//! therefore runs with `wal_autocheckpoint = 0`, and a thread of the store's own runs a `PASSIVE`
-//! checkpoint every [`EVERY`] on a separate connection: passive checkpoints never block readers or the
-//! writer, they copy what they can. A short-lived process (a CLI command) may exit before its thread
-//! runs; SQLite then checkpoints when the process's last connection closes, as it always does.
+//! therefore runs with `wal_autocheckpoint = 0`, and a thread of the store's own checkpoints every
+//! [`EVERY`] on a separate connection, in two passes:
+//!
+//! 1. `PASSIVE`, while writes go on: it copies every committed page into the database file without
+//!    blocking readers or the writer. This is the bulk of the work.
+//! 2. If the WAL then holds more than [`RESTART_AT`] frames, `RESTART` while holding the writer
+//!    connection's lock, so no write runs meanwhile: it copies the few pages committed since pass 1
+//!    and has the next write start over at the beginning of the WAL.
+//!
+//! Pass 2 is what keeps the WAL bounded under sustained writes: a passive checkpoint alone never
+//! catches up with a writer that commits continuously, and SQLite only reuses the WAL from its start
+//! once everything in it is checkpointed, so it grew without limit (3 GB in a 10 s write benchmark),
+//! and every page lookup got slower with it. A short-lived process (a CLI command) may exit before its
+//! thread runs; SQLite then checkpoints when the process's last connection closes, as it always does.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
+use tokio::sync::Mutex;
 
-const EVERY: Duration = Duration::from_secs(1);
+const EVERY: Duration = Duration::from_millis(100);
+/// WAL frames (pages) above which pass 2 runs: 16 MiB of 4 KiB pages.
+const RESTART_AT: i64 = 4096;
+/// How long pass 2 waits for readers still reading from the WAL (they take microseconds).
+const READER_WAIT: Duration = Duration::from_millis(100);
 
 /// Keeps the checkpoint thread running; when it is dropped (with its store) the thread ends within
 /// [`EVERY`].
@@ -23,17 +38,18 @@ pub(super) struct Checkpointer {
 }
 
 impl Checkpointer {
-    pub(super) fn start(path: PathBuf) -> std::io::Result<Checkpointer> {
+    /// `writer` is the writer connection's lock: holding it keeps every write out.
+    pub(super) fn start(path: PathBuf, writer: Arc<Mutex<Connection>>) -> std::io::Result<Checkpointer> {
         let alive = Arc::new(());
         let watch = Arc::downgrade(&alive);
         std::thread::Builder::new()
             .name("kifly-sqlite-checkpoint".into())
-            .spawn(move || run(&path, &watch))?;
+            .spawn(move || run(&path, &writer, &watch))?;
         Ok(Checkpointer { _alive: alive })
     }
 }
 
-fn run(path: &PathBuf, alive: &Weak<()>) {
+fn run(path: &PathBuf, writer: &Mutex<Connection>, alive: &Weak<()>) {
     let mut conn: Option<Connection> = None;
     loop {
         std::thread::sleep(EVERY);
@@ -41,8 +57,7 @@ fn run(path: &PathBuf, alive: &Weak<()>) {
             return;
         }
         if conn.is_none() {
-            let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-            match Connection::open_with_flags(path, flags) {
+            match open(path) {
                 Ok(opened) => conn = Some(opened),
                 Err(e) => {
                     tracing::warn!(error = %e, "sqlite: cannot open a connection for WAL checkpoints");
@@ -51,7 +66,7 @@ fn run(path: &PathBuf, alive: &Weak<()>) {
             }
         }
         if let Some(c) = &conn
-            && let Err(e) = c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+            && let Err(e) = checkpoint(c, writer)
         {
             tracing::warn!(error = %e, "sqlite: WAL checkpoint failed; retrying on a new connection");
             conn = None;
@@ -59,12 +74,38 @@ fn run(path: &PathBuf, alive: &Weak<()>) {
     }
 }
 
+fn open(path: &PathBuf) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(READER_WAIT)?;
+    Ok(conn)
+}
+
+fn checkpoint(conn: &Connection, writer: &Mutex<Connection>) -> rusqlite::Result<()> {
+    let wal_frames = wal_checkpoint(conn, "PASSIVE")?;
+    if wal_frames > RESTART_AT {
+        // A plain thread, not an async worker: waiting here for the current write to finish is fine.
+        let _no_writes = writer.blocking_lock();
+        wal_checkpoint(conn, "RESTART")?;
+    }
+    Ok(())
+}
+
+/// Runs a checkpoint and returns the WAL's size in frames (before any restart).
+fn wal_checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<i64> {
+    // Returns (busy, frames in the WAL, frames checkpointed); busy is not an error here, it only
+    // means readers kept the checkpoint from finishing this time.
+    conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |row| row.get(1))
+}
+
 #[cfg(test)]
 mod tests {
     use kifly_core::limits::PlatformLimits;
 
     use super::super::SqliteStore;
-    use super::EVERY;
+    use super::{EVERY, RESTART_AT};
     use crate::Store;
 
     #[tokio::test]
@@ -91,5 +132,32 @@ mod tests {
         // Fully checkpointed, so the writer started over at the beginning of the WAL instead of growing
         // it; without the background checkpoint the file would have grown by another fifty commits.
         assert_eq!(wal_len(), after_first);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sustained_writes_keep_the_wal_bounded() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store =
+            SqliteStore::open(&format!("sqlite://{}/kifly.db", dir.path().display())).await.expect("open");
+        store.migrate().await.expect("migrate");
+        let wal = dir.path().join("kifly.db-wal");
+        // Each commit appends at least one 4 KiB page to the WAL, back to back, so a passive checkpoint
+        // alone never finds the WAL idle: without pass 2 the WAL ends up 16 times the threshold.
+        let commits = 16 * RESTART_AT;
+        let mut largest = 0;
+        for i in 0..commits {
+            let limits = PlatformLimits { max_item_quantity: 10 + i, max_cart_total_cents: 100_000 };
+            store.set_limits(&limits, i).await.expect("write");
+            if i % 256 == 0 {
+                largest = largest.max(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0));
+            }
+        }
+        // The threshold plus what the writer appends between two checkpoints, with room to spare
+        // for a fast machine.
+        let frame = 4096 + 24;
+        assert!(
+            largest < 6 * RESTART_AT as u64 * frame,
+            "the WAL grew to {largest} bytes over {commits} commits"
+        );
     }
 }

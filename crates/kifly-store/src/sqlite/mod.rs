@@ -91,8 +91,8 @@ impl SqliteStore {
         };
         let direct = Arc::new(DirectReads::new(path.clone()));
         // Checkpoints run on their own thread (see [`checkpoint`]), not inside the writer's commits.
-        let checkpointer =
-            checkpoint::Checkpointer::start(path).map_err(|e| StoreError::Other(e.to_string()))?;
+        let checkpointer = checkpoint::Checkpointer::start(path, writer.lock())
+            .map_err(|e| StoreError::Other(e.to_string()))?;
         Ok(Self {
             writer,
             writes,

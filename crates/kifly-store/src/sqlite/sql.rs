@@ -315,6 +315,11 @@ impl Writer {
         Writer { conn: Arc::new(Mutex::new(conn)) }
     }
 
+    /// The lock on the writer connection: whoever holds it keeps every write out.
+    pub(crate) fn lock(&self) -> Arc<Mutex<Connection>> {
+        Arc::clone(&self.conn)
+    }
+
     /// The writer connection itself, outside any transaction of ours.
     pub(crate) async fn acquire(&self) -> Result<OwnedMutexGuard<Connection>, Error> {
         tokio::time::timeout(WRITER_WAIT, Arc::clone(&self.conn).lock_owned())
