@@ -25,6 +25,8 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::Mutex;
 
+use super::writer::WriterState;
+
 const EVERY: Duration = Duration::from_millis(100);
 /// WAL frames (pages) above which pass 2 runs: 16 MiB of 4 KiB pages.
 const RESTART_AT: i64 = 4096;
@@ -39,7 +41,7 @@ pub(super) struct Checkpointer {
 
 impl Checkpointer {
     /// `writer` is the writer connection's lock: holding it keeps every write out.
-    pub(super) fn start(path: PathBuf, writer: Arc<Mutex<Connection>>) -> std::io::Result<Checkpointer> {
+    pub(super) fn start(path: PathBuf, writer: Arc<Mutex<WriterState>>) -> std::io::Result<Checkpointer> {
         let alive = Arc::new(());
         let watch = Arc::downgrade(&alive);
         std::thread::Builder::new()
@@ -49,7 +51,7 @@ impl Checkpointer {
     }
 }
 
-fn run(path: &PathBuf, writer: &Mutex<Connection>, alive: &Weak<()>) {
+fn run(path: &PathBuf, writer: &Mutex<WriterState>, alive: &Weak<()>) {
     let mut conn: Option<Connection> = None;
     loop {
         std::thread::sleep(EVERY);
@@ -83,11 +85,14 @@ fn open(path: &PathBuf) -> rusqlite::Result<Connection> {
     Ok(conn)
 }
 
-fn checkpoint(conn: &Connection, writer: &Mutex<Connection>) -> rusqlite::Result<()> {
+fn checkpoint(conn: &Connection, writer: &Mutex<WriterState>) -> rusqlite::Result<()> {
     let wal_frames = wal_checkpoint(conn, "PASSIVE")?;
     if wal_frames > RESTART_AT {
         // A plain thread, not an async worker: waiting here for the current write to finish is fine.
-        let _no_writes = writer.blocking_lock();
+        let mut no_writes = writer.blocking_lock();
+        if let Err(e) = no_writes.commit_batch() {
+            tracing::warn!(error = %e, "sqlite: committing a batch before a checkpoint failed");
+        }
         wal_checkpoint(conn, "RESTART")?;
     }
     Ok(())

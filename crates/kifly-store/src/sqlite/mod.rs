@@ -27,6 +27,7 @@ mod checkpoint;
 mod direct;
 mod migrate;
 mod sql;
+mod writer;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -40,7 +41,7 @@ type DbPool = sql::Pool;
 type Conn = Connection;
 type DbRow = sql::SqliteRow;
 type QueryResult = sql::QueryResult;
-type Tx = sql::Transaction;
+type Tx = writer::Transaction;
 type BackendStore = SqliteStore;
 use direct::DirectReads;
 
@@ -69,7 +70,7 @@ const STATEMENT_CACHE: usize = 128;
 
 /// The SQLite implementation of [`crate::Store`].
 pub struct SqliteStore {
-    writer: Arc<sql::Writer>,
+    writer: writer::Writer,
     /// The writer, for statements that run on their own.
     writes: DbPool,
     /// The read-only connections (the writer for an in-memory database).
@@ -84,8 +85,8 @@ impl SqliteStore {
     /// Opens (creating if missing) the database at a `sqlite://` URL.
     pub async fn open(url: &str) -> StoreResult<Self> {
         let path = database_path(url)?;
-        let writer = Arc::new(sql::Writer::new(open_writer(path.as_ref()).map_err(map_err)?));
-        let writes = DbPool::Writer(Arc::clone(&writer));
+        let writer = writer::Writer::new(open_writer(path.as_ref()).map_err(map_err)?);
+        let writes = DbPool::Writer(writer.clone());
         let Some(path) = path else {
             return Ok(Self { writer, reads: writes.clone(), writes, direct: None, _checkpointer: None });
         };

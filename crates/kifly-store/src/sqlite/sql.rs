@@ -10,32 +10,20 @@
 //! either. The queries in `../queries/` compile unchanged against this module and against sqlx for
 //! PostgreSQL (`postgres/sql.rs`), so there is still one copy of each query.
 //!
-//! Connections: one writer, held by a write transaction for its whole life behind an async mutex (so
-//! writers queue without blocking threads, as they did in a one-connection pool), and the read-only
-//! connections of [`DirectReads`] for everything else. The writer waits for another process's write
-//! lock (a CLI command on the same file) by retrying on an async timer rather than in SQLite's
-//! blocking busy handler, so it never parks an async worker thread for long.
+//! Connections: the single [`Writer`] (`writer.rs`: transactions, group commit) and the read-only
+//! connections of [`DirectReads`] for everything else.
 
 use std::borrow::Cow;
 use std::marker::PhantomData;
-use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
-use std::time::Duration;
 
+use rusqlite::Connection;
 use rusqlite::types::{FromSql, FromSqlError, ToSql, Value, ValueRef};
-use rusqlite::{Connection, ffi};
-use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::direct::DirectReads;
+use super::writer::Writer;
 
 pub(crate) type Error = rusqlite::Error;
-
-/// How long a write waits for the writer connection (another write transaction) before giving up
-/// with "busy", answered as 503.
-const WRITER_WAIT: Duration = Duration::from_secs(10);
-/// How long a write waits for another process's write lock on the file, in steps of [`BUSY_STEP`].
-const LOCK_WAIT: Duration = Duration::from_secs(5);
-const BUSY_STEP: Duration = Duration::from_millis(2);
 
 /// SQL text built at run time; the caller vouches that no untrusted input went into it (sqlx's
 /// marker of the same name).
@@ -303,88 +291,11 @@ impl Target<'_> {
     }
 }
 
-/// The single writer connection; see the module docs.
-pub(crate) struct Writer {
-    conn: Arc<Mutex<Connection>>,
-}
-
-impl Writer {
-    /// `conn` must have a busy timeout of (nearly) zero: waits for the file lock happen in
-    /// [`retry_busy`].
-    pub(crate) fn new(conn: Connection) -> Writer {
-        Writer { conn: Arc::new(Mutex::new(conn)) }
-    }
-
-    /// The lock on the writer connection: whoever holds it keeps every write out.
-    pub(crate) fn lock(&self) -> Arc<Mutex<Connection>> {
-        Arc::clone(&self.conn)
-    }
-
-    /// The writer connection itself, outside any transaction of ours.
-    pub(crate) async fn acquire(&self) -> Result<OwnedMutexGuard<Connection>, Error> {
-        tokio::time::timeout(WRITER_WAIT, Arc::clone(&self.conn).lock_owned())
-            .await
-            .map_err(|_| busy("timed out waiting for the database writer"))
-    }
-
-    /// `BEGIN IMMEDIATE`: takes the database's write lock now, so the transaction never fails halfway
-    /// because another connection wrote first.
-    pub(crate) async fn begin(&self) -> Result<Transaction, Error> {
-        let mut conn = self.acquire().await?;
-        let writer: &mut Connection = &mut conn;
-        retry_busy(move || writer.execute_batch("BEGIN IMMEDIATE")).await?;
-        Ok(Transaction { conn: Some(conn) })
-    }
-}
-
-/// A write transaction on the [`Writer`]: committed by [`Transaction::commit`], rolled back when
-/// dropped without it (an error, a cancelled request or a panic).
-pub(crate) struct Transaction {
-    conn: Option<OwnedMutexGuard<Connection>>,
-}
-
-impl Transaction {
-    pub(crate) async fn commit(mut self) -> Result<(), Error> {
-        let Some(conn) = self.conn.take() else { return Ok(()) };
-        let committed = conn.execute_batch("COMMIT");
-        if committed.is_err() && !conn.is_autocommit() {
-            // Never hand the writer on with a transaction still open.
-            let _ = conn.execute_batch("ROLLBACK");
-        }
-        committed
-    }
-}
-
-impl Drop for Transaction {
-    fn drop(&mut self) {
-        if let Some(conn) = self.conn.take()
-            && !conn.is_autocommit()
-            && let Err(e) = conn.execute_batch("ROLLBACK")
-        {
-            tracing::warn!(error = %e, "sqlite: rollback failed");
-        }
-    }
-}
-
-impl Deref for Transaction {
-    type Target = Connection;
-
-    fn deref(&self) -> &Connection {
-        self.conn.as_ref().expect("a transaction holds its connection until it ends")
-    }
-}
-
-impl DerefMut for Transaction {
-    fn deref_mut(&mut self) -> &mut Connection {
-        self.conn.as_mut().expect("a transaction holds its connection until it ends")
-    }
-}
-
 /// Connections for statements that run on their own (sqlx's `Pool`): the writer for writes, the
 /// read-only connections for reads. An in-memory database has only its writer, which then also reads.
 #[derive(Clone)]
 pub(crate) enum Pool {
-    Writer(Arc<Writer>),
+    Writer(Writer),
     Readers(Arc<DirectReads>),
 }
 
@@ -404,40 +315,11 @@ impl Pool {
     }
 }
 
-/// Runs `attempt` until it stops failing with `SQLITE_BUSY` (another process holds the write lock),
-/// for at most [`LOCK_WAIT`]. Only for statements that change nothing when they fail busy.
-async fn retry_busy<R>(mut attempt: impl FnMut() -> Result<R, Error>) -> Result<R, Error> {
-    let deadline = tokio::time::Instant::now() + LOCK_WAIT;
-    loop {
-        match attempt() {
-            Err(e) if is_busy(&e) && tokio::time::Instant::now() < deadline => {
-                tokio::time::sleep(BUSY_STEP).await;
-            }
-            result => return result,
-        }
-    }
-}
-
-fn is_busy(e: &Error) -> bool {
-    matches!(e.sqlite_error_code(), Some(rusqlite::ErrorCode::DatabaseBusy))
-}
-
-/// A `SQLITE_BUSY` error with our own message (classified as "unavailable", answered 503).
-fn busy(message: &str) -> Error {
-    Error::SqliteFailure(ffi::Error::new(ffi::SQLITE_BUSY), Some(message.to_owned()))
-}
-
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::time::{Duration, Instant};
-
     use rusqlite::Connection;
 
-    use super::super::SqliteStore;
     use super::{Error, Row, query};
-    use crate::Store;
 
     #[tokio::test]
     async fn placeholders_take_the_argument_their_number_names_in_any_order() {
@@ -468,62 +350,5 @@ mod tests {
         assert_eq!(query("SELECT n FROM t").execute(&mut conn).await.expect("select").rows_affected(), 0);
         let left = query("SELECT n FROM t").fetch_all(&mut conn).await.expect("rows");
         assert_eq!(left.iter().map(|r| r.try_get::<i64, _>(0).expect("n")).collect::<Vec<_>>(), [1]);
-    }
-
-    /// Another process (here: a thread with its own connection) holds the file's write lock for a
-    /// while: a write transaction waits for it on the async timer, so the runtime's only thread keeps
-    /// running other tasks meanwhile, and then proceeds.
-    #[tokio::test]
-    async fn a_write_waits_for_another_writer_without_blocking_the_runtime() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("kifly.db");
-        let store = SqliteStore::open(&format!("sqlite://{}", path.display())).await.expect("open");
-        store.migrate().await.expect("migrate");
-
-        let (locked_tx, locked_rx) = std::sync::mpsc::channel();
-        let holder = std::thread::spawn(move || {
-            let other = Connection::open(&path).expect("open other");
-            other.execute_batch("BEGIN IMMEDIATE").expect("take the write lock");
-            locked_tx.send(()).expect("signal");
-            std::thread::sleep(Duration::from_millis(400));
-            other.execute_batch("COMMIT").expect("release");
-        });
-        locked_rx.recv().expect("lock taken");
-
-        let ticks = Arc::new(AtomicUsize::new(0));
-        let ticker = tokio::spawn({
-            let ticks = Arc::clone(&ticks);
-            async move {
-                loop {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                    ticks.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        });
-        let started = Instant::now();
-        let tx = store.begin_write().await.expect("begin after the other writer commits");
-        let waited = started.elapsed();
-        ticker.abort();
-        holder.join().expect("holder thread");
-        assert!(waited >= Duration::from_millis(300), "began while the lock was held ({waited:?})");
-        // A blocking wait would have starved the ticker (same single-threaded runtime).
-        assert!(ticks.load(Ordering::Relaxed) >= 10, "the runtime was blocked while waiting");
-        tx.commit().await.expect("commit");
-    }
-
-    /// While one transaction is open, a second one waits for it rather than failing, and runs as soon
-    /// as the first ends.
-    #[tokio::test]
-    async fn write_transactions_queue_for_the_writer() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store =
-            SqliteStore::open(&format!("sqlite://{}/kifly.db", dir.path().display())).await.expect("open");
-        store.migrate().await.expect("migrate");
-        let first = store.begin_write().await.expect("first");
-        let second = tokio::time::timeout(Duration::from_millis(100), store.begin_write()).await;
-        assert!(second.is_err(), "a second transaction began while the first was open");
-        drop(first);
-        let second = tokio::time::timeout(Duration::from_secs(5), store.begin_write()).await;
-        assert!(matches!(second, Ok(Ok(_))), "the second transaction did not begin after the first ended");
     }
 }
