@@ -48,8 +48,12 @@ impl IdKind {
 /// ordered by time and then id ("the newest code mailed", "cart lines in the order added") are exact.
 pub fn new_id(kind: IdKind) -> String {
     static GENERATOR: Mutex<ulid::Generator> = Mutex::new(ulid::Generator::new());
-    let ulid = GENERATOR.lock().ok().and_then(|mut generator| generator.generate().ok());
-    format!("{}_{}", kind.prefix(), ulid.unwrap_or_else(ulid::Ulid::new))
+    // Fails only if the random part overflowed within one millisecond, or the lock is poisoned.
+    let ulid = match GENERATOR.lock() {
+        Ok(mut generator) => generator.generate().unwrap_or_else(|_| ulid::Ulid::new()),
+        Err(_) => ulid::Ulid::new(),
+    };
+    format!("{}_{}", kind.prefix(), ulid)
 }
 
 /// True when `id` looks like an id of `kind` (right prefix, 26-char ULID body). Used to answer

@@ -15,6 +15,7 @@
 
 use std::borrow::Cow;
 use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
 use rusqlite::Connection;
@@ -50,10 +51,12 @@ type Arg<'q> = Box<dyn ToSql + Send + Sync + 'q>;
 pub(crate) struct Query<'q> {
     sql: Cow<'static, str>,
     args: Vec<Arg<'q>>,
+    /// Built by [`QueryBuilder`]: `?N` placeholders only, one statement per shape of a batch.
+    built: bool,
 }
 
 pub(crate) fn query<'q>(sql: impl Into<SqlText>) -> Query<'q> {
-    Query { sql: sql.into().0, args: Vec::new() }
+    Query { sql: sql.into().0, args: Vec::new(), built: false }
 }
 
 /// The outcome of [`Query::execute`].
@@ -101,17 +104,29 @@ impl<'q> Query<'q> {
         self.fetch_optional(on).await?.ok_or(Error::QueryReturnedNoRows)
     }
 
-    /// The cached prepared statement with every placeholder bound.
-    fn prepare<'c>(&self, conn: &'c Connection) -> Result<rusqlite::CachedStatement<'c>, Error> {
-        let mut statement = conn.prepare_cached(&self.sql)?;
+    /// The prepared statement with every placeholder bound.
+    fn prepare<'c>(&self, conn: &'c Connection) -> Result<Prepared<'c>, Error> {
+        // A built statement's text depends on its row count: caching each shape would push the
+        // hot statements out of the cache.
+        let mut statement = if self.built {
+            Prepared::Fresh(conn.prepare(&self.sql)?)
+        } else {
+            Prepared::Cached(conn.prepare_cached(&self.sql)?)
+        };
         for index in 1..=statement.parameter_count() {
             // SQLite numbers `$N` placeholders in order of appearance; bind by the N in the name, as
-            // PostgreSQL does, so a statement may use them in any order.
-            let position = statement
-                .parameter_name(index)
-                .and_then(|name| name.get(1..))
-                .and_then(|digits| digits.parse::<usize>().ok())
-                .unwrap_or(index);
+            // PostgreSQL does, so a statement may use them in any order. `?N` is numbered N by
+            // SQLite itself, and looking names up costs time linear in the placeholder count, which
+            // adds up for a batch insert's hundreds.
+            let position = if self.built {
+                index
+            } else {
+                statement
+                    .parameter_name(index)
+                    .and_then(|name| name.get(1..))
+                    .and_then(|digits| digits.parse::<usize>().ok())
+                    .unwrap_or(index)
+            };
             let arg = self
                 .args
                 .get(position.wrapping_sub(1))
@@ -135,6 +150,32 @@ impl<'q> Query<'q> {
             out.push(SqliteRow { columns: Arc::clone(&columns), values });
         }
         Ok(out)
+    }
+}
+
+/// A statement from the cache, or prepared for one use.
+enum Prepared<'c> {
+    Cached(rusqlite::CachedStatement<'c>),
+    Fresh(rusqlite::Statement<'c>),
+}
+
+impl<'c> Deref for Prepared<'c> {
+    type Target = rusqlite::Statement<'c>;
+
+    fn deref(&self) -> &Self::Target {
+        match self {
+            Prepared::Cached(statement) => statement,
+            Prepared::Fresh(statement) => statement,
+        }
+    }
+}
+
+impl DerefMut for Prepared<'_> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        match self {
+            Prepared::Cached(statement) => statement,
+            Prepared::Fresh(statement) => statement,
+        }
     }
 }
 
@@ -236,7 +277,11 @@ impl<'q> QueryBuilder<'q> {
     }
 
     pub(crate) fn build(&mut self) -> Query<'q> {
-        Query { sql: Cow::Owned(std::mem::take(&mut self.sql)), args: std::mem::take(&mut self.args) }
+        Query {
+            sql: Cow::Owned(std::mem::take(&mut self.sql)),
+            args: std::mem::take(&mut self.args),
+            built: true,
+        }
     }
 }
 

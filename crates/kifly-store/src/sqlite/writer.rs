@@ -112,10 +112,10 @@ impl Writer {
         };
         if state.batch.is_none() {
             let conn = &mut state.conn;
-            retry_busy(move || conn.execute_batch("BEGIN IMMEDIATE")).await?;
+            retry_busy(move || run(conn, "BEGIN IMMEDIATE")).await?;
             state.batch = Some(Batch { released: 0, outcome: Arc::new(watch::channel(None).0) });
         }
-        if let Err(e) = state.conn.execute_batch("SAVEPOINT kifly_tx") {
+        if let Err(e) = run(&state.conn, "SAVEPOINT kifly_tx") {
             let _ = state.commit_batch();
             return Err(e);
         }
@@ -147,7 +147,7 @@ impl WriterState {
     /// Commits the open batch, if any, and tells its transactions the outcome.
     pub(crate) fn commit_batch(&mut self) -> Result<(), Error> {
         let Some(batch) = self.batch.take() else { return Ok(()) };
-        let committed = self.conn.execute_batch(if batch.released == 0 { "ROLLBACK" } else { "COMMIT" });
+        let committed = run(&self.conn, if batch.released == 0 { "ROLLBACK" } else { "COMMIT" });
         if committed.is_ok() && batch.released > 0 {
             self.commits += 1;
         }
@@ -161,7 +161,9 @@ impl WriterState {
 
     /// Undoes the current transaction's savepoint, keeping the rest of the batch.
     fn roll_back_savepoint(&mut self) {
-        if let Err(e) = self.conn.execute_batch("ROLLBACK TO kifly_tx; RELEASE kifly_tx") {
+        if let Err(e) =
+            run(&self.conn, "ROLLBACK TO kifly_tx").and_then(|()| run(&self.conn, "RELEASE kifly_tx"))
+        {
             // The batch's state is unknown: give it all up, and tell its transactions.
             tracing::warn!(error = %e, "sqlite: rollback to savepoint failed; rolling back the batch");
             if let Some(batch) = self.batch.take() {
@@ -213,7 +215,7 @@ impl Transaction {
     /// Returns once the transaction's work is committed (or failed to commit).
     pub(crate) async fn commit(mut self) -> Result<(), Error> {
         let Some(mut state) = self.state.take() else { return Ok(()) };
-        if let Err(e) = state.conn.execute_batch("RELEASE kifly_tx") {
+        if let Err(e) = run(&state.conn, "RELEASE kifly_tx") {
             state.roll_back_savepoint();
             let _ = state.commit_batch();
             return Err(e);
@@ -252,6 +254,12 @@ impl DerefMut for Transaction {
     fn deref_mut(&mut self) -> &mut Connection {
         &mut self.state.as_mut().expect("a transaction holds the writer until it ends").conn
     }
+}
+
+/// Runs a transaction-control statement, prepared once per connection (they run several times per
+/// transaction, and parsing each time showed in profiles).
+fn run(conn: &Connection, sql: &str) -> Result<(), Error> {
+    conn.prepare_cached(sql)?.raw_execute().map(drop)
 }
 
 /// Runs `attempt` until it stops failing with `SQLITE_BUSY` (another process holds the write lock),
