@@ -90,6 +90,11 @@ impl DirectReads {
     }
 }
 
+/// PostgreSQL has no direct reads to choose between (see [`DirectReads`]).
+fn sees_only_committed_state(_tx: &Tx) -> bool {
+    false
+}
+
 /// The PostgreSQL implementation of [`crate::Store`].
 pub struct PostgresStore {
     pool: DbPool,

@@ -205,6 +205,13 @@ pub(super) struct BackendTx {
     pub(super) direct: Option<Arc<DirectReads>>,
 }
 
+impl BackendTx {
+    /// The reads that skip this transaction's connection, when they read what it would.
+    fn committed_reads(&self) -> Option<&DirectReads> {
+        self.direct.as_deref().filter(|_| super::sees_only_committed_state(&self.tx))
+    }
+}
+
 #[async_trait]
 impl StoreTx for BackendTx {
     async fn get_cart(&mut self, cart_id: &str) -> StoreResult<Option<Cart>> {
@@ -246,18 +253,20 @@ impl StoreTx for BackendTx {
 
     // Sellers and limits are never written inside a `StoreTx`, so where the backend can read them
     // without a round trip through the transaction's connection (SQLite: see `sqlite/direct.rs`), the
-    // result is the same: the writer holds SQLite's only write lock, so the committed state it would
-    // read is the committed state any connection reads.
+    // result is the same as long as the transaction sees only committed state: the writer holds
+    // SQLite's only write lock, so the committed state it would read is the committed state any
+    // connection reads. Later transactions of a group-committed batch may see a catalog import or a
+    // limits change the batch has not committed yet, so they read through their own connection.
 
     async fn get_seller(&mut self, id: &str) -> StoreResult<Option<Seller>> {
-        if let Some(direct) = &self.direct {
+        if let Some(direct) = self.committed_reads() {
             return direct.get_seller(SellerKey::Id, id);
         }
         super::catalog::seller_by(&mut *self.tx, SellerKey::Id, id).await
     }
 
     async fn get_seller_by_handle(&mut self, handle: &str) -> StoreResult<Option<Seller>> {
-        if let Some(direct) = &self.direct {
+        if let Some(direct) = self.committed_reads() {
             return direct.get_seller(SellerKey::Handle, handle);
         }
         super::catalog::seller_by(&mut *self.tx, SellerKey::Handle, handle).await
@@ -268,7 +277,7 @@ impl StoreTx for BackendTx {
     }
 
     async fn get_limits(&mut self) -> StoreResult<PlatformLimits> {
-        if let Some(direct) = &self.direct {
+        if let Some(direct) = self.committed_reads() {
             return direct.get_limits();
         }
         super::ops::get_limits(&mut *self.tx).await

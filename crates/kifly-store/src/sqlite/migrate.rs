@@ -37,6 +37,13 @@ pub(super) fn run(conn: &mut Connection, migrator: &Migrator) -> StoreResult<()>
         )));
     }
     for migration in migrator.iter().filter(|m| !m.migration_type.is_down_migration()) {
+        if migration.no_tx {
+            // Each migration is applied and recorded in one transaction; see the module docs.
+            return Err(StoreError::Other(format!(
+                "migration failed: migration {} asks to run outside a transaction, which Kifly's SQLite migrations do not support",
+                migration.version
+            )));
+        }
         let started = Instant::now();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(failed)?;
         let checksum: Option<Vec<u8>> = tx

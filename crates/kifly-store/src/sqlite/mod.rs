@@ -61,9 +61,10 @@ RETURNING id, recipient, subject, body, attempts, status, last_error";
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
-/// SQLite's own (thread-blocking) wait for a lock on the writer connection: only for rare, brief
-/// locks; waiting for another process's write lock happens in `sql.rs`.
-const WRITER_BUSY_TIMEOUT: Duration = Duration::from_millis(10);
+/// SQLite's own (thread-blocking) wait for a lock on the writer connection: none, so it never
+/// blocks an async worker; waiting for another process's write lock happens in `writer.rs`, on an
+/// async timer. (Inside a `BEGIN IMMEDIATE` transaction a WAL writer never waits for a lock.)
+const WRITER_BUSY_TIMEOUT: Duration = Duration::ZERO;
 
 /// Prepared statements kept per connection: enough for every query in `../queries/`.
 const STATEMENT_CACHE: usize = 128;
@@ -130,6 +131,11 @@ impl SqliteStore {
     }
 }
 
+/// See `writer::Transaction::sees_only_committed_state`.
+fn sees_only_committed_state(tx: &Tx) -> bool {
+    tx.sees_only_committed_state()
+}
+
 /// The file a `sqlite:` URL names, or `None` for an in-memory database.
 fn database_path(url: &str) -> StoreResult<Option<PathBuf>> {
     let rest = url
@@ -156,7 +162,7 @@ fn open_writer(path: Option<&PathBuf>) -> rusqlite::Result<Connection> {
     };
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     // Long enough for switching to WAL while another process has the file open; afterwards a wait
-    // for the write lock happens in `BEGIN IMMEDIATE`, retried on an async timer (`sql.rs`).
+    // for the write lock happens in `BEGIN IMMEDIATE`, retried on an async timer (`writer.rs`).
     conn.busy_timeout(Duration::from_secs(5))?;
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;

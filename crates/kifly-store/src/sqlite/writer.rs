@@ -18,9 +18,11 @@
 //! it read. Under no load a batch is one transaction, committed at once, exactly as before.
 //!
 //! If the transaction a batch was handed to goes away without taking the connection (its request was
-//! cancelled while queued), the waiting transactions notice after [`FLUSH_AFTER`] and commit the
-//! batch themselves. Anyone else taking the connection (checkpoints, migrations) commits an open
-//! batch first ([`WriterState::commit_batch`]).
+//! cancelled while queued), a task started at the batch's first hand-over commits it after
+//! [`FLUSH_AFTER`]. Anyone else taking the connection (checkpoints, migrations) commits an open batch
+//! first ([`WriterState::commit_batch`]). A transaction that is first in its batch sees only
+//! committed state ([`Transaction::sees_only_committed_state`]); a later one may see uncommitted
+//! work of the batch, so it must read through its own connection.
 //!
 //! The writer waits for another process's write lock (a CLI command on the same file) by retrying
 //! `BEGIN IMMEDIATE` on an async timer rather than in SQLite's blocking busy handler, so it never
@@ -44,7 +46,7 @@ const LOCK_WAIT: Duration = Duration::from_secs(5);
 const BUSY_STEP: Duration = Duration::from_millis(2);
 /// Transactions committed together at most: bounds how long the first of a batch waits.
 const MAX_BATCH: usize = 16;
-/// How long a transaction released into a batch waits before it commits the batch itself.
+/// How long a batch may wait for the transaction it was handed to before it is committed without it.
 const FLUSH_AFTER: Duration = Duration::from_millis(20);
 
 /// The writer connection with its batch, shared by clones of [`Writer`].
@@ -111,6 +113,10 @@ impl Writer {
             self.lock_state().await?
         };
         if state.batch.is_none() {
+            if !state.conn.is_autocommit() {
+                // Left open by a failed rollback: nothing of it was promised to anyone.
+                run(&state.conn, "ROLLBACK")?;
+            }
             let conn = &mut state.conn;
             retry_busy(move || run(conn, "BEGIN IMMEDIATE")).await?;
             state.batch = Some(Batch { released: 0, outcome: Arc::new(watch::channel(None).0) });
@@ -122,24 +128,35 @@ impl Writer {
         Ok(Transaction { state: Some(state), writer: self.clone() })
     }
 
-    /// Waits for the outcome of a batch this transaction was released into.
-    async fn wait_for(&self, batch: Arc<watch::Sender<Option<Outcome>>>) -> Result<(), Error> {
+    /// Commits `batch` if it is still open after [`FLUSH_AFTER`] and nobody has taken it on (the
+    /// transaction it was handed to went away while queued, and so did everyone waiting on it).
+    /// Runs as a task of its own, so it happens even if every request involved was cancelled.
+    async fn flush_abandoned(self, batch: Arc<watch::Sender<Option<Outcome>>>) {
         let mut outcome = batch.subscribe();
-        loop {
-            if let Ok(ended) = tokio::time::timeout(FLUSH_AFTER, outcome.wait_for(Option::is_some)).await {
-                return match ended.as_deref() {
-                    Ok(Some(Ok(()))) => Ok(()),
-                    Ok(Some(Err((code, message)))) => Err(failure(*code, message)),
-                    Ok(None) | Err(_) => Err(busy("the batch ended without an outcome")),
-                };
-            }
-            // Nobody has taken the batch on (the transaction it was handed to went away): commit
-            // it, unless it ended while we queued for the connection.
-            let mut state = self.lock_state().await?;
-            if state.batch.as_ref().is_some_and(|open| Arc::ptr_eq(&open.outcome, &batch)) {
-                return state.commit_batch();
+        if tokio::time::timeout(FLUSH_AFTER, outcome.wait_for(Option::is_some)).await.is_ok() {
+            return;
+        }
+        // Whichever comes first: the batch ends anyway, or the writer is free and the batch open.
+        tokio::select! {
+            _ = outcome.wait_for(Option::is_some) => {}
+            mut state = Arc::clone(&self.state).lock_owned() => {
+                if state.batch.as_ref().is_some_and(|open| Arc::ptr_eq(&open.outcome, &batch))
+                    && let Err(e) = state.commit_batch()
+                {
+                    tracing::warn!(error = %e, "sqlite: committing an abandoned batch failed");
+                }
             }
         }
+    }
+}
+
+/// Waits for the outcome of a batch a transaction was released into.
+async fn outcome_of(mut outcome: watch::Receiver<Option<Outcome>>) -> Result<(), Error> {
+    match outcome.wait_for(Option::is_some).await.as_deref() {
+        Ok(Some(Ok(()))) => Ok(()),
+        Ok(Some(Err((code, message)))) => Err(failure(*code, message)),
+        // The batch was dropped uncommitted (the store shut down): its work is lost.
+        Ok(None) | Err(_) => Err(busy("the batch ended without committing")),
     }
 }
 
@@ -164,11 +181,15 @@ impl WriterState {
         if let Err(e) =
             run(&self.conn, "ROLLBACK TO kifly_tx").and_then(|()| run(&self.conn, "RELEASE kifly_tx"))
         {
-            // The batch's state is unknown: give it all up, and tell its transactions.
+            // SQLite rolled the whole transaction back itself (after an I/O error or a full disk), or
+            // the batch's state is unknown: give it all up, and tell its transactions to try again.
             tracing::warn!(error = %e, "sqlite: rollback to savepoint failed; rolling back the batch");
             if let Some(batch) = self.batch.take() {
-                let _ = self.conn.execute_batch("ROLLBACK");
-                batch.outcome.send_replace(Some(Err(shareable(&e))));
+                if !self.conn.is_autocommit() {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                }
+                let lost = (ffi::SQLITE_BUSY, format!("the transaction batch was rolled back: {e}"));
+                batch.outcome.send_replace(Some(Err(lost)));
             }
         }
     }
@@ -212,6 +233,12 @@ pub(crate) struct Transaction {
 }
 
 impl Transaction {
+    /// True while no other transaction's uncommitted work is in this one's batch, so another
+    /// connection reads the same state this one does (apart from this one's own writes).
+    pub(crate) fn sees_only_committed_state(&self) -> bool {
+        self.state.as_ref().and_then(|state| state.batch.as_ref()).is_some_and(|batch| batch.released == 0)
+    }
+
     /// Returns once the transaction's work is committed (or failed to commit).
     pub(crate) async fn commit(mut self) -> Result<(), Error> {
         let Some(mut state) = self.state.take() else { return Ok(()) };
@@ -223,9 +250,12 @@ impl Transaction {
         let Some(batch) = state.batch.as_mut() else { return Err(busy("the batch ended early")) };
         batch.released += 1;
         if self.writer.queued.load(Ordering::SeqCst) > 0 && batch.released < MAX_BATCH {
-            let outcome = Arc::clone(&batch.outcome);
+            let outcome = batch.outcome.subscribe();
+            if batch.released == 1 {
+                tokio::spawn(self.writer.clone().flush_abandoned(Arc::clone(&batch.outcome)));
+            }
             drop(state); // the next queued transaction carries on with the batch
-            return self.writer.wait_for(outcome).await;
+            return outcome_of(outcome).await;
         }
         state.commit_batch()
     }
@@ -451,6 +481,50 @@ mod tests {
         let outcome = tokio::time::timeout(Duration::from_secs(5), commit).await;
         assert!(matches!(outcome, Ok(Ok(()))), "{outcome:?}");
         assert_eq!(committed(&dir), [0]);
+    }
+
+    /// As above, and the request of the transaction that handed the batch over is cancelled too:
+    /// nobody is left waiting, and the batch still commits.
+    #[tokio::test]
+    async fn a_batch_everyone_involved_gave_up_on_still_commits() {
+        let (dir, writer) = scratch();
+        let first = holding(&writer).await;
+        let cancelled = {
+            let writer = writer.clone();
+            tokio::spawn(async move { writer.begin().await.map(drop) })
+        };
+        until_queued(&writer, 1).await;
+        let mut commit = Box::pin(first.commit());
+        let step = std::future::poll_fn(|cx| Poll::Ready(commit.as_mut().poll(cx))).await;
+        assert!(step.is_pending(), "committed alone although a transaction was queued");
+        drop(commit);
+        cancelled.abort();
+        assert!(cancelled.await.expect_err("cancelled").is_cancelled());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while committed(&dir).is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(committed(&dir), [0], "the abandoned batch was never committed");
+    }
+
+    /// The first transaction of a batch reads what any connection reads; a later one may see work
+    /// the batch has not committed yet.
+    #[tokio::test]
+    async fn only_the_first_transaction_of_a_batch_sees_only_committed_state() {
+        let (_dir, writer) = scratch();
+        let first = holding(&writer).await;
+        assert!(first.sees_only_committed_state());
+        let second = {
+            let writer = writer.clone();
+            tokio::spawn(async move {
+                let tx = writer.begin().await?;
+                let sees = tx.sees_only_committed_state();
+                tx.commit().await.map(|()| sees)
+            })
+        };
+        until_queued(&writer, 1).await;
+        first.commit().await.expect("commit");
+        assert!(!second.await.expect("task").expect("second commits"), "a later transaction of the batch");
     }
 
     async fn futures_outcomes(tasks: Vec<tokio::task::JoinHandle<Result<(), Error>>>) -> Vec<bool> {
