@@ -202,3 +202,34 @@ fn map_err(e: rusqlite::Error) -> StoreError {
         _ => StoreError::Other(e.to_string()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use kifly_core::limits::PlatformLimits;
+
+    use super::{SqliteStore, database_path};
+    use crate::Store;
+
+    #[test]
+    fn urls_name_a_file_or_memory() {
+        assert_eq!(database_path("sqlite:///tmp/k.db").expect("path"), Some("/tmp/k.db".into()));
+        assert_eq!(database_path("sqlite://data/k.db?mode=rwc").expect("path"), Some("data/k.db".into()));
+        assert_eq!(database_path("sqlite::memory:").expect("memory"), None);
+        assert_eq!(database_path("sqlite://k.db?mode=memory").expect("memory"), None);
+        assert!(database_path("sqlite://").is_err());
+        assert!(database_path("postgres://x").is_err());
+    }
+
+    /// An in-memory database has only its writer, which then also serves reads.
+    #[tokio::test]
+    async fn an_in_memory_database_reads_and_writes_on_its_one_connection() {
+        let store = SqliteStore::open("sqlite::memory:").await.expect("open");
+        store.migrate().await.expect("migrate");
+        let limits = PlatformLimits { max_item_quantity: 7, max_cart_total_cents: 7_000 };
+        store.set_limits(&limits, 1).await.expect("write");
+        assert_eq!(store.get_limits().await.expect("read").max_item_quantity, 7);
+        let tx = store.begin_write().await.expect("begin");
+        tx.commit().await.expect("commit");
+        store.ping().await.expect("ping");
+    }
+}
