@@ -64,6 +64,10 @@ WHERE id IN (SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at 
              ORDER BY next_attempt_at LIMIT $3 FOR UPDATE SKIP LOCKED)
 RETURNING id, recipient, subject, body, attempts, status, last_error";
 
+/// Audit rows per `INSERT` in a batch: one round trip per 100 rows; 100 rows × 6 columns stays far
+/// under the bind-parameter limit.
+const AUDIT_ROWS_PER_INSERT: usize = 100;
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// How long a request waits for a pooled connection before answering 503.

@@ -197,7 +197,10 @@ pub(super) async fn insert_audit(conn: &mut Conn, entry: &AuditEntry) -> StoreRe
     Ok(())
 }
 
-pub(super) async fn insert_audit_rows(pool: &DbPool, entries: &[AuditEntry]) -> StoreResult<()> {
+pub(super) async fn insert_audit_rows<'e>(
+    on: impl sql::Executor<'e>,
+    entries: &[AuditEntry],
+) -> StoreResult<()> {
     if entries.is_empty() {
         return Ok(());
     }
@@ -212,7 +215,7 @@ pub(super) async fn insert_audit_rows(pool: &DbPool, entries: &[AuditEntry]) -> 
             .push_bind(&entry.metadata)
             .push_bind(entry.created_at);
     });
-    insert.build().execute(pool).await.map_err(map_err)?;
+    insert.build().execute(on).await.map_err(map_err)?;
     Ok(())
 }
 

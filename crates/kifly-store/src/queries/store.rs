@@ -138,12 +138,18 @@ impl Store for BackendStore {
     }
 
     async fn insert_audit_batch(&self, entries: &[AuditEntry]) -> StoreResult<()> {
-        // One multi-row INSERT per chunk: far cheaper than a statement per row. 100 rows × 6 columns
-        // stays under every backend's bind-parameter limit.
-        for chunk in entries.chunks(100) {
-            super::ops::insert_audit_rows(self.writer(), chunk).await?;
+        if entries.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        // One transaction; per statement as many rows as suit the backend (`AUDIT_ROWS_PER_INSERT`).
+        let mut tx = self.begin().await?;
+        for chunk in entries.chunks(super::AUDIT_ROWS_PER_INSERT) {
+            match chunk {
+                [entry] => super::ops::insert_audit(&mut tx, entry).await?,
+                rows => super::ops::insert_audit_rows(&mut *tx, rows).await?,
+            }
+        }
+        tx.commit().await.map_err(map_err)
     }
 
     async fn get_order(&self, id_or_session: &str) -> StoreResult<Option<Order>> {

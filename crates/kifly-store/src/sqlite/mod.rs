@@ -59,6 +59,11 @@ WHERE id IN (SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at 
              ORDER BY next_attempt_at LIMIT $3)
 RETURNING id, recipient, subject, body, attempts, status, last_error";
 
+/// Audit rows per `INSERT` in a batch: one, so every row reuses one prepared statement. A
+/// multi-row `INSERT` is parsed afresh for each batch size, which costs more than it saves when
+/// statements run in-process.
+const AUDIT_ROWS_PER_INSERT: usize = 1;
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// SQLite's own (thread-blocking) wait for a lock on the writer connection: none, so it never
