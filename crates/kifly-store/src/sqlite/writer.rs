@@ -461,23 +461,30 @@ mod tests {
         assert_eq!(committed(&dir), [7]);
     }
 
-    /// The batch is handed to a queued transaction whose request is then cancelled before it runs:
-    /// the transaction waiting on the batch commits it itself.
-    #[tokio::test]
-    async fn a_batch_handed_to_a_cancelled_transaction_still_commits() {
-        let (dir, writer) = scratch();
-        let first = holding(&writer).await;
+    type Commit = std::pin::Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>;
+
+    /// A transaction with `child.n = 0` hands its batch to a queued transaction whose request is
+    /// then cancelled before it runs. Returns the first transaction's commit, still waiting.
+    async fn hand_over_to_a_cancelled_transaction(writer: &Writer) -> Commit {
+        let first = holding(writer).await;
         let cancelled = {
             let writer = writer.clone();
             tokio::spawn(async move { writer.begin().await.map(drop) })
         };
-        until_queued(&writer, 1).await;
-        let mut commit = std::pin::pin!(first.commit());
+        until_queued(writer, 1).await;
+        let mut commit: Commit = Box::pin(first.commit());
         // One step: the first transaction releases its work into the batch and hands it over.
         let step = std::future::poll_fn(|cx| Poll::Ready(commit.as_mut().poll(cx))).await;
         assert!(step.is_pending(), "committed alone although a transaction was queued");
         cancelled.abort();
         assert!(cancelled.await.expect_err("cancelled").is_cancelled());
+        commit
+    }
+
+    #[tokio::test]
+    async fn a_batch_handed_to_a_cancelled_transaction_still_commits() {
+        let (dir, writer) = scratch();
+        let commit = hand_over_to_a_cancelled_transaction(&writer).await;
         let outcome = tokio::time::timeout(Duration::from_secs(5), commit).await;
         assert!(matches!(outcome, Ok(Ok(()))), "{outcome:?}");
         assert_eq!(committed(&dir), [0]);
@@ -488,18 +495,7 @@ mod tests {
     #[tokio::test]
     async fn a_batch_everyone_involved_gave_up_on_still_commits() {
         let (dir, writer) = scratch();
-        let first = holding(&writer).await;
-        let cancelled = {
-            let writer = writer.clone();
-            tokio::spawn(async move { writer.begin().await.map(drop) })
-        };
-        until_queued(&writer, 1).await;
-        let mut commit = Box::pin(first.commit());
-        let step = std::future::poll_fn(|cx| Poll::Ready(commit.as_mut().poll(cx))).await;
-        assert!(step.is_pending(), "committed alone although a transaction was queued");
-        drop(commit);
-        cancelled.abort();
-        assert!(cancelled.await.expect_err("cancelled").is_cancelled());
+        drop(hand_over_to_a_cancelled_transaction(&writer).await);
         let deadline = Instant::now() + Duration::from_secs(5);
         while committed(&dir).is_empty() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
