@@ -156,17 +156,14 @@ fn wal_checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<Checkpoint>
 mod tests {
     use kifly_core::limits::PlatformLimits;
 
-    use super::super::SqliteStore;
+    use super::super::tests::migrated_file_store;
     use super::{EVERY, IDLE_EVERY, RESTART_AT};
     use crate::Store;
 
     #[tokio::test]
     async fn the_wal_is_checkpointed_in_the_background_and_then_reused_from_its_start() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store =
-            SqliteStore::open(&format!("sqlite://{}/kifly.db", dir.path().display())).await.expect("open");
-        store.migrate().await.expect("migrate");
-        let wal = dir.path().join("kifly.db-wal");
+        let (_dir, path, store) = migrated_file_store().await;
+        let wal = path.with_extension("db-wal");
         let wal_len = || std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
         let write_fifty = || async {
             for i in 0..50 {
@@ -188,11 +185,8 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn sustained_writes_keep_the_wal_bounded() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store =
-            SqliteStore::open(&format!("sqlite://{}/kifly.db", dir.path().display())).await.expect("open");
-        store.migrate().await.expect("migrate");
-        let wal = dir.path().join("kifly.db-wal");
+        let (_dir, path, store) = migrated_file_store().await;
+        let wal = path.with_extension("db-wal");
         // Each commit appends at least one 4 KiB page to the WAL, back to back, so a passive checkpoint
         // alone never finds the WAL idle: without pass 2 the WAL ends up 16 times the threshold.
         let commits = 16 * RESTART_AT;

@@ -93,14 +93,12 @@ fn failed(e: rusqlite::Error) -> StoreError {
 mod tests {
     use rusqlite::Connection;
 
+    use super::super::tests::migrated_file_store;
     use super::super::{MIGRATOR, SqliteStore};
     use crate::{Store, StoreError};
 
     async fn migrated() -> (tempfile::TempDir, SqliteStore, Connection) {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("kifly.db");
-        let store = SqliteStore::open(&format!("sqlite://{}", path.display())).await.expect("open");
-        store.migrate().await.expect("migrate");
+        let (dir, path, store) = migrated_file_store().await;
         let conn = Connection::open(&path).expect("open raw");
         (dir, store, conn)
     }

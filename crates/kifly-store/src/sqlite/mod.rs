@@ -79,10 +79,9 @@ pub struct SqliteStore {
     writer: writer::Writer,
     /// The writer, for statements that run on their own.
     writes: DbPool,
-    /// The read-only connections (the writer for an in-memory database).
+    /// The read-only connections; the writer for an in-memory database, which other connections
+    /// cannot open by path.
     reads: DbPool,
-    /// `None` for in-memory databases, which other connections cannot open by path.
-    direct: Option<Arc<DirectReads>>,
     /// Checkpoints the WAL in the background (file databases only).
     _checkpointer: Option<checkpoint::Checkpointer>,
 }
@@ -94,19 +93,13 @@ impl SqliteStore {
         let writer = writer::Writer::new(open_writer(path.as_ref()).map_err(map_err)?);
         let writes = DbPool::Writer(writer.clone());
         let Some(path) = path else {
-            return Ok(Self { writer, reads: writes.clone(), writes, direct: None, _checkpointer: None });
+            return Ok(Self { writer, reads: writes.clone(), writes, _checkpointer: None });
         };
-        let direct = Arc::new(DirectReads::new(path.clone()));
+        let reads = DbPool::Readers(Arc::new(DirectReads::new(path.clone())));
         // Checkpoints run on their own thread (see [`checkpoint`]), not inside the writer's commits.
         let checkpointer = checkpoint::Checkpointer::start(path, writer.lock())
             .map_err(|e| StoreError::Other(e.to_string()))?;
-        Ok(Self {
-            writer,
-            writes,
-            reads: DbPool::Readers(Arc::clone(&direct)),
-            direct: Some(direct),
-            _checkpointer: Some(checkpointer),
-        })
+        Ok(Self { writer, writes, reads, _checkpointer: Some(checkpointer) })
     }
 
     fn writer(&self) -> &DbPool {
@@ -119,7 +112,10 @@ impl SqliteStore {
 
     /// The hot reads parsed by column position (see [`direct`]).
     fn direct_reads(&self) -> Option<&Arc<DirectReads>> {
-        self.direct.as_ref()
+        match &self.reads {
+            DbPool::Readers(readers) => Some(readers),
+            DbPool::Writer(_) => None,
+        }
     }
 
     async fn begin(&self) -> StoreResult<Tx> {
@@ -209,11 +205,23 @@ fn map_err(e: rusqlite::Error) -> StoreError {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
+    use std::path::PathBuf;
+
     use kifly_core::limits::PlatformLimits;
 
     use super::{SqliteStore, database_path};
     use crate::Store;
+
+    /// A migrated store on a file in a fresh directory, with the file's path; the directory lives
+    /// as long as the returned guard.
+    pub(in crate::sqlite) async fn migrated_file_store() -> (tempfile::TempDir, PathBuf, SqliteStore) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("kifly.db");
+        let store = SqliteStore::open(&format!("sqlite://{}", path.display())).await.expect("open");
+        store.migrate().await.expect("migrate");
+        (dir, path, store)
+    }
 
     #[test]
     fn urls_name_a_file_or_memory() {

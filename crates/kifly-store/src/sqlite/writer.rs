@@ -170,7 +170,7 @@ impl WriterState {
         }
         if committed.is_err() && !self.conn.is_autocommit() {
             // Never hand the writer on with a transaction still open.
-            let _ = self.conn.execute_batch("ROLLBACK");
+            let _ = run(&self.conn, "ROLLBACK");
         }
         batch.outcome.send_replace(Some(committed.as_ref().map(|_| ()).map_err(shareable)));
         committed
@@ -186,7 +186,7 @@ impl WriterState {
             tracing::warn!(error = %e, "sqlite: rollback to savepoint failed; rolling back the batch");
             if let Some(batch) = self.batch.take() {
                 if !self.conn.is_autocommit() {
-                    let _ = self.conn.execute_batch("ROLLBACK");
+                    let _ = run(&self.conn, "ROLLBACK");
                 }
                 let lost = (ffi::SQLITE_BUSY, format!("the transaction batch was rolled back: {e}"));
                 batch.outcome.send_replace(Some(Err(lost)));
@@ -337,7 +337,8 @@ mod tests {
 
     use rusqlite::Connection;
 
-    use super::super::{SqliteStore, open_writer};
+    use super::super::open_writer;
+    use super::super::tests::migrated_file_store;
     use super::{Error, Writer};
     use crate::Store;
 
@@ -536,10 +537,7 @@ mod tests {
     /// running other tasks meanwhile, and then proceeds.
     #[tokio::test]
     async fn a_write_waits_for_another_writer_without_blocking_the_runtime() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("kifly.db");
-        let store = SqliteStore::open(&format!("sqlite://{}", path.display())).await.expect("open");
-        store.migrate().await.expect("migrate");
+        let (_dir, path, store) = migrated_file_store().await;
 
         let (locked_tx, locked_rx) = std::sync::mpsc::channel();
         let holder = std::thread::spawn(move || {
@@ -576,10 +574,7 @@ mod tests {
     /// as the first ends.
     #[tokio::test]
     async fn write_transactions_queue_for_the_writer() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store =
-            SqliteStore::open(&format!("sqlite://{}/kifly.db", dir.path().display())).await.expect("open");
-        store.migrate().await.expect("migrate");
+        let (_dir, _path, store) = migrated_file_store().await;
         let first = store.begin_write().await.expect("first");
         let second = tokio::time::timeout(Duration::from_millis(100), store.begin_write()).await;
         assert!(second.is_err(), "a second transaction began while the first was open");
