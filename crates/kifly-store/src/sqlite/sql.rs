@@ -14,6 +14,8 @@
 //! connections of [`DirectReads`] for everything else.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
@@ -139,7 +141,11 @@ impl<'q> Query<'q> {
     /// Up to `limit` rows, each copied out of SQLite.
     fn rows(&self, conn: &Connection, limit: usize) -> Result<Vec<SqliteRow>, Error> {
         let mut statement = self.prepare(conn)?;
-        let columns: Arc<[String]> = statement.column_names().into_iter().map(str::to_owned).collect();
+        let literal = match self.sql {
+            Cow::Borrowed(text) => Some(text),
+            Cow::Owned(_) => None,
+        };
+        let columns = column_names(literal, &statement);
         let width = columns.len();
         let mut rows = statement.raw_query();
         let mut out = Vec::new();
@@ -151,6 +157,31 @@ impl<'q> Query<'q> {
         }
         Ok(out)
     }
+}
+
+/// Column names by the address and length of a statement's literal text.
+type ColumnNamesByText = HashMap<(usize, usize), Arc<[String]>>;
+
+thread_local! {
+    /// The column names of literal statements, by the address and length of their text. Reading
+    /// them from SQLite costs an allocation and a UTF-8 check per column on every run, and a
+    /// literal's names are fixed by its text: no query selects `*`.
+    static COLUMN_NAMES: RefCell<ColumnNamesByText> = RefCell::new(HashMap::new());
+}
+
+/// The names of `statement`'s result columns, in order; `literal` is its text if that is a literal.
+fn column_names(literal: Option<&'static str>, statement: &rusqlite::Statement<'_>) -> Arc<[String]> {
+    let read = || statement.column_names().into_iter().map(str::to_owned).collect::<Arc<[String]>>();
+    let Some(text) = literal else { return read() };
+    let key = (text.as_ptr() as usize, text.len());
+    COLUMN_NAMES.with_borrow_mut(|names| {
+        let columns = names.entry(key).or_insert_with(read);
+        if columns.len() != statement.column_count() {
+            // Cannot happen for a literal without `*`; if one ever selects `*`, stay right.
+            *columns = read();
+        }
+        Arc::clone(columns)
+    })
 }
 
 /// A statement from the cache, or prepared for one use.
