@@ -96,6 +96,11 @@ pub trait Store: Send + Sync + 'static {
 
     // --- carts (reads) ---
     async fn get_cart(&self, cart_id: &str) -> StoreResult<Option<Cart>>;
+    /// The cart for showing it: never older than this process's last write, but a backend may
+    /// serve it from memory, so another process's catalog change may take up to a second to show
+    /// (SQLite, see `sqlite/cart_cache.rs`; PostgreSQL reads it like [`Store::get_cart`]). Decisions
+    /// about money read with `get_cart`.
+    async fn get_cart_cached(&self, cart_id: &str) -> StoreResult<Option<Cart>>;
 
     // --- idempotency ---
     /// Claims `scope` for a new request with this body fingerprint, or reports what already holds it.

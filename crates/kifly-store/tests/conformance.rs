@@ -513,6 +513,38 @@ async fn cart_lines_are_read_with_live_variant_data() {
     assert_eq!((l.product_title.as_str(), l.unit_price_cents), ("Rocket Mk II", 1500));
 }
 
+/// `get_cart_cached` may serve a cart from memory, but never one older than the store's own writes:
+/// line changes, a rolled-back change (nothing to see), a catalog import, a cart created after a miss.
+#[tokio::test]
+async fn cached_cart_reads_follow_every_write_of_the_store() {
+    let (store, _guard) = seeded_store().await;
+    create_cart(&store, "cart_1", &[("item_a", "R-RED", 1)]).await;
+    let cached = |store: Arc<dyn Store>| async move {
+        store.get_cart_cached("cart_1").await.unwrap().expect("cart_1 exists")
+    };
+    assert_eq!(cached(store.clone()).await, cart(&store, "cart_1").await);
+    assert_eq!(cached(store.clone()).await, cart(&store, "cart_1").await, "read twice");
+
+    let mut tx = store.begin_write().await.unwrap();
+    tx.set_cart_line_quantity("item_a", 3, T0 + 1).await.unwrap();
+    tx.touch_cart("cart_1", T0 + 1).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(line_summary(&cached(store.clone()).await), [("item_a", "R-RED", 3)]);
+
+    let mut tx = store.begin_write().await.unwrap();
+    tx.set_cart_line_quantity("item_a", 9, T0 + 2).await.unwrap();
+    drop(tx);
+    assert_eq!(line_summary(&cached(store.clone()).await), [("item_a", "R-RED", 3)], "rolled back");
+
+    store.import_catalog(&catalog_with("Rocket Mk II", 1500), T0 + 3).await.unwrap();
+    let line = cached(store.clone()).await.lines.remove(0);
+    assert_eq!((line.product_title.as_str(), line.unit_price_cents), ("Rocket Mk II", 1500));
+
+    assert_eq!(store.get_cart_cached("cart_none").await.unwrap(), None);
+    create_cart(&store, "cart_none", &[]).await;
+    assert!(store.get_cart_cached("cart_none").await.unwrap().is_some(), "a cart created after a miss");
+}
+
 #[tokio::test]
 async fn cart_lines_can_be_changed_and_removed() {
     let (store, _guard) = seeded_store().await;

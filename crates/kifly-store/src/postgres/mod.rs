@@ -81,6 +81,10 @@ impl DirectReads {
         match *self {}
     }
 
+    fn get_cart_cached(&self, _cart_id: &str) -> StoreResult<Option<crate::model::Cart>> {
+        match *self {}
+    }
+
     fn get_seller(
         &self,
         _key: catalog::SellerKey,

@@ -116,6 +116,13 @@ impl Store for BackendStore {
         super::carts::get(self.reader(), cart_id).await
     }
 
+    async fn get_cart_cached(&self, cart_id: &str) -> StoreResult<Option<Cart>> {
+        if let Some(direct) = self.direct_reads() {
+            return direct.get_cart_cached(cart_id);
+        }
+        super::carts::get(self.reader(), cart_id).await
+    }
+
     async fn claim_idempotency(
         &self,
         scope: &IdempotencyScope,

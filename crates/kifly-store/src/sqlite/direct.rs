@@ -16,6 +16,7 @@ use std::time::Duration;
 use kifly_core::limits::PlatformLimits;
 use rusqlite::{Connection, OpenFlags, Row};
 
+use super::cart_cache::{CartCache, Generation};
 use super::carts::{CART_WITH_LINES_SQL, CartRow};
 use super::catalog::{SellerKey, SellerRow};
 use super::map_err;
@@ -29,11 +30,13 @@ const MAX_IDLE: usize = 8;
 pub(super) struct DirectReads {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
+    recent_carts: CartCache,
 }
 
 impl DirectReads {
-    pub(super) fn new(path: PathBuf) -> DirectReads {
-        DirectReads { path, idle: Mutex::new(Vec::new()) }
+    /// `writes` counts the commits of the writer on the same file.
+    pub(super) fn new(path: PathBuf, writes: Generation) -> DirectReads {
+        DirectReads { path, idle: Mutex::new(Vec::new()), recent_carts: CartCache::new(writes) }
     }
 
     fn open(&self) -> rusqlite::Result<Connection> {
@@ -87,6 +90,11 @@ impl DirectReads {
             })
             .map_err(map_err)?;
         found.map(|(cart, lines)| cart.into_cart(lines)).transpose()
+    }
+
+    /// The cart as [`Self::get_cart`] reads it, or as it was read recently (see `cart_cache.rs`).
+    pub(super) fn get_cart_cached(&self, cart_id: &str) -> StoreResult<Option<Cart>> {
+        self.recent_carts.get_or_read(cart_id, || self.get_cart(cart_id))
     }
 
     /// A seller by id or handle, as `catalog::seller_by` reads it.

@@ -23,6 +23,7 @@ mod orders;
 #[path = "../queries/store.rs"]
 mod store;
 
+mod cart_cache;
 mod checkpoint;
 mod direct;
 mod migrate;
@@ -95,7 +96,7 @@ impl SqliteStore {
         let Some(path) = path else {
             return Ok(Self { writer, reads: writes.clone(), writes, _checkpointer: None });
         };
-        let reads = DbPool::Readers(Arc::new(DirectReads::new(path.clone())));
+        let reads = DbPool::Readers(Arc::new(DirectReads::new(path.clone(), writer.generation())));
         // Checkpoints run on their own thread (see [`checkpoint`]), not inside the writer's commits.
         let checkpointer = checkpoint::Checkpointer::start(path, writer.lock())
             .map_err(|e| StoreError::Other(e.to_string()))?;

@@ -37,6 +37,7 @@ use std::time::Duration;
 use rusqlite::{Connection, ffi};
 use tokio::sync::{Mutex, OwnedMutexGuard, watch};
 
+use super::cart_cache::Generation;
 use super::sql::Error;
 
 /// How long a write waits for the writer connection before giving up with "busy" (answered 503).
@@ -56,6 +57,7 @@ pub(crate) struct Writer {
     /// Write transactions waiting for the connection; while there are any, a finished transaction
     /// leaves the batch open for them.
     queued: Arc<AtomicUsize>,
+    generation: Generation,
 }
 
 /// What the holder of the writer's lock owns.
@@ -65,6 +67,9 @@ pub(crate) struct WriterState {
     batch: Option<Batch>,
     /// Batches committed so far (each one SQLite `COMMIT`).
     pub(crate) commits: u64,
+    /// Bumped after each `COMMIT`, before the batch's transactions learn the outcome (see
+    /// `cart_cache.rs`).
+    generation: Generation,
 }
 
 struct Batch {
@@ -80,10 +85,22 @@ type Outcome = Result<(), (c_int, String)>;
 impl Writer {
     /// `conn` must have a short busy timeout: waits for the file lock happen in [`retry_busy`].
     pub(crate) fn new(conn: Connection) -> Writer {
+        let generation = Generation::default();
         Writer {
-            state: Arc::new(Mutex::new(WriterState { conn, batch: None, commits: 0 })),
+            state: Arc::new(Mutex::new(WriterState {
+                conn,
+                batch: None,
+                commits: 0,
+                generation: generation.clone(),
+            })),
             queued: Arc::new(AtomicUsize::new(0)),
+            generation,
         }
+    }
+
+    /// What counts this writer's commits, for caches of what they change.
+    pub(crate) fn generation(&self) -> Generation {
+        self.generation.clone()
     }
 
     /// The lock on the writer connection, for a thread that is not async (checkpoints).
@@ -167,6 +184,7 @@ impl WriterState {
         let committed = run(&self.conn, if batch.released == 0 { "ROLLBACK" } else { "COMMIT" });
         if committed.is_ok() && batch.released > 0 {
             self.commits += 1;
+            self.generation.bump();
         }
         if committed.is_err() && !self.conn.is_autocommit() {
             // Never hand the writer on with a transaction still open.

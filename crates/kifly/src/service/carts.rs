@@ -209,7 +209,7 @@ pub async fn get_cart(app: &App, caller: &Caller, cart_id: &str) -> ApiResult<Ca
     if !is_valid(IdKind::Cart, cart_id) {
         return Err(ApiError::cart_not_found(cart_id));
     }
-    let cart = owned(app.store.get_cart(cart_id).await?, caller, cart_id)?;
+    let cart = owned(app.store.get_cart_cached(cart_id).await?, caller, cart_id)?;
     let seller = app.seller(&cart.seller_id).await?.ok_or_else(|| sellerless(&cart))?;
     app.audit.record(super::audit(caller, "cart.get", Some(cart_id)));
     let mut view = cart_view(&cart, &seller);
