@@ -98,6 +98,11 @@ impl DirectReads {
     }
 }
 
+/// A cart without a row lock (unused: carts are read for a change with [`CART_FOR_UPDATE_SQL`]).
+async fn read_cart_unlocked(conn: &mut Conn, cart_id: &str) -> StoreResult<Option<crate::model::Cart>> {
+    carts::get(conn, cart_id).await
+}
+
 /// PostgreSQL has no direct reads to choose between (see [`DirectReads`]).
 fn sees_only_committed_state(_tx: &Tx) -> bool {
     false

@@ -99,9 +99,11 @@ pub(super) async fn get<'e>(on: impl sql::Executor<'e>, cart_id: &str) -> StoreR
 
 /// Reads a cart for a change. Where the backend has row locks ([`CART_FOR_UPDATE_SQL`], PostgreSQL),
 /// the cart row is locked for the rest of the transaction first (a lock cannot be taken through the
-/// outer join); SQLite's writer transaction is exclusive already, so it is the plain read.
+/// outer join); SQLite's writer transaction is exclusive already, so it is the plain read
+/// ([`read_cart_unlocked`](super::read_cart_unlocked): by column position, the hottest read of a
+/// change).
 pub(super) async fn get_for_update(conn: &mut Conn, cart_id: &str) -> StoreResult<Option<Cart>> {
-    let Some(lock_sql) = CART_FOR_UPDATE_SQL else { return get(conn, cart_id).await };
+    let Some(lock_sql) = CART_FOR_UPDATE_SQL else { return super::read_cart_unlocked(conn, cart_id).await };
     let Some(row) = sql::query(lock_sql).bind(cart_id).fetch_optional(&mut *conn).await.map_err(map_err)?
     else {
         return Ok(None);

@@ -72,24 +72,7 @@ impl DirectReads {
 
     /// The cart and its lines, exactly as the generic path reads them (`carts::get`).
     pub(super) fn get_cart(&self, cart_id: &str) -> StoreResult<Option<Cart>> {
-        let found = self
-            .with_connection(|conn| {
-                let mut statement = conn.prepare_cached(CART_WITH_LINES_SQL)?;
-                let mut rows = statement.query([cart_id])?;
-                let mut cart: Option<CartRow> = None;
-                let mut lines = Vec::new();
-                while let Some(row) = rows.next()? {
-                    if cart.is_none() {
-                        cart = Some(cart_row(row)?);
-                    }
-                    if row.get::<_, Option<String>>(ITEM_ID)?.is_some() {
-                        lines.push(line(row)?);
-                    }
-                }
-                Ok(cart.map(|cart| (cart, lines)))
-            })
-            .map_err(map_err)?;
-        found.map(|(cart, lines)| cart.into_cart(lines)).transpose()
+        self.with_connection(|conn| Ok(read_cart(conn, cart_id))).map_err(map_err)?
     }
 
     /// The cart as [`Self::get_cart`] reads it, or as it was read recently (see `cart_cache.rs`).
@@ -118,6 +101,27 @@ impl DirectReads {
         })
         .map_err(map_err)
     }
+}
+
+/// The cart and its lines on `conn` (a read-only connection, or the writer inside a transaction),
+/// exactly as the generic path reads them (`carts::get`).
+pub(super) fn read_cart(conn: &Connection, cart_id: &str) -> StoreResult<Option<Cart>> {
+    let read = || -> rusqlite::Result<Option<(CartRow, Vec<CartLine>)>> {
+        let mut statement = conn.prepare_cached(CART_WITH_LINES_SQL)?;
+        let mut rows = statement.query([cart_id])?;
+        let mut cart: Option<CartRow> = None;
+        let mut lines = Vec::new();
+        while let Some(row) = rows.next()? {
+            if cart.is_none() {
+                cart = Some(cart_row(row)?);
+            }
+            if row.get::<_, Option<String>>(ITEM_ID)?.is_some() {
+                lines.push(line(row)?);
+            }
+        }
+        Ok(cart.map(|cart| (cart, lines)))
+    };
+    read().map_err(map_err)?.map(|(cart, lines)| cart.into_cart(lines)).transpose()
 }
 
 // Columns by position (cheaper than by name), in the order of `CART_WITH_LINES_SQL`'s SELECT list.

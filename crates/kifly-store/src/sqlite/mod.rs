@@ -133,6 +133,11 @@ impl SqliteStore {
     }
 }
 
+/// A cart inside a write transaction, parsed by column position as the direct reads do.
+async fn read_cart_unlocked(conn: &mut Conn, cart_id: &str) -> StoreResult<Option<crate::model::Cart>> {
+    direct::read_cart(conn, cart_id)
+}
+
 /// See `writer::Transaction::sees_only_committed_state`.
 fn sees_only_committed_state(tx: &Tx) -> bool {
     tx.sees_only_committed_state()
