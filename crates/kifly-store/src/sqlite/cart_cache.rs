@@ -11,7 +11,9 @@
 //!   the cart as it was before (the generation is loaded *before* the database read, so a write that
 //!   commits during the read leaves the entry already stale). Every commit counts, not just those
 //!   that touched carts: it needs no list of tables to keep in step with the queries, and under a load
-//!   of reads the only commits are the read-audit batches, tens of milliseconds apart.
+//!   of reads the only commits are the read-audit batches, tens of milliseconds apart. Statements run
+//!   on the writer outside a batch (`Writer::acquire`: migrations, before anything reads) do not
+//!   bump it; a new caller of `acquire` that changes rows must.
 //! - Changes by other processes are not seen by the writer; an entry lives at most [`MAX_AGE`], so
 //!   such a change shows within that time, as sellers and limits do (their caches hold 2 s).
 //!
