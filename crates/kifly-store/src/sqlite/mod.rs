@@ -91,12 +91,14 @@ impl SqliteStore {
     /// Opens (creating if missing) the database at a `sqlite://` URL.
     pub async fn open(url: &str) -> StoreResult<Self> {
         let path = database_path(url)?;
-        let writer = writer::Writer::new(open_writer(path.as_ref()).map_err(map_err)?);
+        // Counts the writer's commits, for the cart cache of the direct reads.
+        let commits = cart_cache::Generation::default();
+        let writer = writer::Writer::new(open_writer(path.as_ref()).map_err(map_err)?, commits.clone());
         let writes = DbPool::Writer(writer.clone());
         let Some(path) = path else {
             return Ok(Self { writer, reads: writes.clone(), writes, _checkpointer: None });
         };
-        let reads = DbPool::Readers(Arc::new(DirectReads::new(path.clone(), writer.generation())));
+        let reads = DbPool::Readers(Arc::new(DirectReads::new(path.clone(), commits)));
         // Checkpoints run on their own thread (see [`checkpoint`]), not inside the writer's commits.
         let checkpointer = checkpoint::Checkpointer::start(path, writer.lock())
             .map_err(|e| StoreError::Other(e.to_string()))?;

@@ -57,7 +57,6 @@ pub(crate) struct Writer {
     /// Write transactions waiting for the connection; while there are any, a finished transaction
     /// leaves the batch open for them.
     queued: Arc<AtomicUsize>,
-    generation: Generation,
 }
 
 /// What the holder of the writer's lock owns.
@@ -84,23 +83,12 @@ type Outcome = Result<(), (c_int, String)>;
 
 impl Writer {
     /// `conn` must have a short busy timeout: waits for the file lock happen in [`retry_busy`].
-    pub(crate) fn new(conn: Connection) -> Writer {
-        let generation = Generation::default();
+    /// `generation` is bumped after each commit.
+    pub(crate) fn new(conn: Connection, generation: Generation) -> Writer {
         Writer {
-            state: Arc::new(Mutex::new(WriterState {
-                conn,
-                batch: None,
-                commits: 0,
-                generation: generation.clone(),
-            })),
+            state: Arc::new(Mutex::new(WriterState { conn, batch: None, commits: 0, generation })),
             queued: Arc::new(AtomicUsize::new(0)),
-            generation,
         }
-    }
-
-    /// What counts this writer's commits, for caches of what they change.
-    pub(crate) fn generation(&self) -> Generation {
-        self.generation.clone()
     }
 
     /// The lock on the writer connection, for a thread that is not async (checkpoints).
@@ -369,7 +357,7 @@ mod tests {
              CREATE TABLE child (n INTEGER NOT NULL, parent_id INTEGER REFERENCES parent (id));",
         )
         .expect("schema");
-        (dir, Writer::new(conn))
+        (dir, Writer::new(conn, super::Generation::default()))
     }
 
     /// The committed `child.n` values, read on a connection of their own.
