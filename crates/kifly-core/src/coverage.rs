@@ -77,22 +77,33 @@ impl Coverage {
         }
     }
 
-    /// The public coverage record: `{nationwide, states, cities (≤ city_cap), city_count,
-    /// coverage_configured}`.
-    pub fn record(&self, city_cap: usize) -> serde_json::Value {
+    /// The public coverage record, with at most `city_cap` of the cities.
+    pub fn record(&self, city_cap: usize) -> CoverageRecord {
         let (nationwide, states, cities, configured): (bool, &[String], &[City], bool) = match self {
             Coverage::NotConfigured => (false, &[], &[], false),
             Coverage::Nationwide => (true, &[], &[], true),
             Coverage::Areas { states, cities } => (false, states, cities, true),
         };
-        serde_json::json!({
-            "nationwide": nationwide,
-            "states": states,
-            "cities": &cities[..cities.len().min(city_cap)],
-            "city_count": cities.len(),
-            "coverage_configured": configured,
-        })
+        CoverageRecord {
+            nationwide,
+            states: states.to_vec(),
+            cities: cities[..cities.len().min(city_cap)].to_vec(),
+            city_count: cities.len(),
+            coverage_configured: configured,
+        }
     }
+}
+
+/// A seller's coverage as agents see it (`delivery_coverage`): a typed record rather than a JSON
+/// value, because every cart read renders it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CoverageRecord {
+    pub nationwide: bool,
+    pub states: Vec<String>,
+    /// At most the caller's cap; `city_count` counts all of them.
+    pub cities: Vec<City>,
+    pub city_count: usize,
+    pub coverage_configured: bool,
 }
 
 #[cfg(test)]
@@ -132,8 +143,12 @@ mod tests {
     fn record_caps_cities() {
         let cities = (0..30).map(|i| City { city: format!("C{i}"), state: "TX".into() }).collect();
         let rec = Coverage::Areas { states: vec![], cities }.record(25);
-        assert_eq!(rec["cities"].as_array().unwrap().len(), 25);
-        assert_eq!(rec["city_count"], 30);
-        assert_eq!(Coverage::NotConfigured.record(25)["coverage_configured"], false);
+        assert_eq!((rec.cities.len(), rec.city_count), (25, 30));
+        assert!(!Coverage::NotConfigured.record(25).coverage_configured);
+        // The contract's field order.
+        assert_eq!(
+            serde_json::to_string(&Coverage::Nationwide.record(25)).unwrap(),
+            r#"{"nationwide":true,"states":[],"cities":[],"city_count":0,"coverage_configured":true}"#
+        );
     }
 }

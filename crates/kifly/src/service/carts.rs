@@ -2,6 +2,7 @@
 //! coverage. Mutations run inside the caller's [`StoreTx`] so the idempotency record commits with them.
 
 use kifly_core::address::{ADDRESS_FIELDS, AddressInput, ShippingAddress};
+use kifly_core::coverage::CoverageRecord;
 use kifly_core::ids::{IdKind, is_valid, new_id};
 use kifly_core::money::CURRENCY;
 use kifly_core::scope::Scope;
@@ -83,7 +84,7 @@ pub struct CartView {
     /// The seller's coverage, present when `delivery_eligible` is false.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
-    pub delivery_coverage: Option<Value>,
+    pub delivery_coverage: Option<CoverageRecord>,
     /// The open checkout session, if any.
     #[schema(value_type = Option<Object>)]
     pub checkout: Option<Value>,

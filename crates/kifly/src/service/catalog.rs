@@ -4,6 +4,7 @@
 //! Matching and ranking are the search engine's ([`crate::search`]): this module applies the
 //! similarity floor, paging and filters, and renders the contract.
 
+use kifly_core::coverage::CoverageRecord;
 use kifly_core::money::cents_to_decimal;
 use kifly_core::scope::Scope;
 use kifly_store::{Product, Seller, Variant};
@@ -39,7 +40,7 @@ pub struct SellerRecord {
     pub delivery_fee_cents: i64,
     /// `{nationwide, states, cities, city_count, coverage_configured}`.
     #[schema(value_type = Object)]
-    pub delivery_coverage: Value,
+    pub delivery_coverage: CoverageRecord,
     pub kifly_purchasable: bool,
     /// `kifly` (Kifly takes the order) or `external` (hand-off to the seller's site).
     pub fulfillment: &'static str,

@@ -186,7 +186,7 @@ fn quote(cart: &Cart, seller: &Seller, limits: &PlatformLimits) -> ApiResult<Quo
     let address = cart.shipping_address.as_ref().ok_or_else(ApiError::shipping_address_required)?;
     if !seller.coverage.covers(address) {
         return Err(ApiError::delivery_not_available(
-            seller.coverage.record(usize::MAX),
+            serde_json::to_value(seller.coverage.record(usize::MAX)).unwrap_or(Value::Null),
             serde_json::to_value(address).unwrap_or(Value::Null),
         ));
     }
