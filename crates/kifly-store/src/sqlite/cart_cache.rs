@@ -43,7 +43,8 @@ impl Generation {
         self.0.fetch_add(1, Ordering::SeqCst);
     }
 
-    fn current(&self) -> u64 {
+    /// Commits so far.
+    pub(crate) fn current(&self) -> u64 {
         self.0.load(Ordering::SeqCst)
     }
 }

@@ -64,11 +64,9 @@ pub(crate) struct WriterState {
     conn: Connection,
     /// The open batch: a SQLite transaction holding the work of transactions released into it.
     batch: Option<Batch>,
-    /// Batches committed so far (each one SQLite `COMMIT`).
-    pub(crate) commits: u64,
-    /// Bumped after each `COMMIT`, before the batch's transactions learn the outcome (see
-    /// `cart_cache.rs`).
-    generation: Generation,
+    /// Counts the batches committed (each one SQLite `COMMIT`); bumped before the batch's
+    /// transactions learn the outcome (see `cart_cache.rs`).
+    pub(crate) generation: Generation,
 }
 
 struct Batch {
@@ -86,7 +84,7 @@ impl Writer {
     /// `generation` is bumped after each commit.
     pub(crate) fn new(conn: Connection, generation: Generation) -> Writer {
         Writer {
-            state: Arc::new(Mutex::new(WriterState { conn, batch: None, commits: 0, generation })),
+            state: Arc::new(Mutex::new(WriterState { conn, batch: None, generation })),
             queued: Arc::new(AtomicUsize::new(0)),
         }
     }
@@ -171,7 +169,6 @@ impl WriterState {
         let Some(batch) = self.batch.take() else { return Ok(()) };
         let committed = run(&self.conn, if batch.released == 0 { "ROLLBACK" } else { "COMMIT" });
         if committed.is_ok() && batch.released > 0 {
-            self.commits += 1;
             self.generation.bump();
         }
         if committed.is_err() && !self.conn.is_autocommit() {
@@ -402,7 +399,7 @@ mod tests {
     }
 
     async fn commits(writer: &Writer) -> u64 {
-        writer.acquire().await.expect("writer").commits
+        writer.acquire().await.expect("writer").generation.current()
     }
 
     #[tokio::test]
