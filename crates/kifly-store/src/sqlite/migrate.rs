@@ -92,10 +92,11 @@ fn failed(e: rusqlite::Error) -> StoreError {
 #[cfg(test)]
 mod tests {
     use rusqlite::Connection;
+    use sqlx::migrate::Migrator;
 
     use super::super::tests::migrated_file_store;
     use super::super::{MIGRATOR, SqliteStore};
-    use crate::{Store, StoreError};
+    use crate::{AuditEntry, Store, StoreError};
 
     async fn migrated() -> (tempfile::TempDir, SqliteStore, Connection) {
         let (dir, path, store) = migrated_file_store().await;
@@ -148,5 +149,46 @@ mod tests {
         conn.execute("UPDATE _sqlx_migrations SET success = FALSE WHERE version = 9999", []).expect("dirty");
         let message = migration_error(store.migrate().await);
         assert!(message.contains("9999 is partially applied"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn an_older_database_keeps_its_audit_rows_in_the_clustered_audit_log() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("kifly.db");
+        let mut conn = Connection::open(&path).expect("open raw");
+        let before_clustering =
+            Migrator::with_migrations(MIGRATOR.iter().filter(|m| m.version < 4).cloned().collect());
+        super::run(&mut conn, &before_clustering).expect("migrate to 3");
+        conn.execute_batch(
+            "INSERT INTO audit_log (id, api_key_id, action, resource_id, metadata, created_at) VALUES
+                ('aud_a', 'key_1', 'cart.get', 'cart_1', NULL, 10),
+                ('aud_b', 'key_1', 'cart.item_add', 'cart_1', '{\"q\":1}', 20);",
+        )
+        .expect("older rows");
+
+        let store = SqliteStore::open(&format!("sqlite://{}", path.display())).await.expect("open");
+        store.migrate().await.expect("migrate");
+        let entry = |id: &str, action: &str, metadata: Option<&str>, created_at| AuditEntry {
+            id: id.into(),
+            api_key_id: "key_1".into(),
+            action: action.into(),
+            resource_id: Some("cart_1".into()),
+            metadata: metadata.map(Into::into),
+            created_at,
+        };
+        assert_eq!(
+            store.recent_audit(10).await.expect("read"),
+            [entry("aud_b", "cart.item_add", Some("{\"q\":1}"), 20), entry("aud_a", "cart.get", None, 10)]
+        );
+        // One B-tree: no rowid, no secondary index.
+        let indexes: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'audit_log'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("indexes");
+        assert_eq!(indexes, 0);
+        assert!(conn.prepare("SELECT rowid FROM audit_log").is_err(), "audit_log still has a rowid");
     }
 }
