@@ -13,6 +13,7 @@ mod limits;
 pub use limits::limits_view;
 mod ops;
 mod products;
+mod request_metrics;
 mod sellers;
 
 use std::sync::OnceLock;
@@ -191,20 +192,21 @@ pub fn prometheus() -> &'static PrometheusHandle {
 async fn observe(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
-    let route = request.extensions().get::<MatchedPath>().map(|m| m.as_str().to_string());
-    let request_id = request.extensions().get::<RequestId>().map(|r| r.0.clone()).unwrap_or_default();
+    let route = request.extensions().get::<MatchedPath>().cloned();
+    // The log line is off at the default level; clone the id only for it.
+    let request_id = tracing::enabled!(tracing::Level::INFO)
+        .then(|| request.extensions().get::<RequestId>().map(|r| r.0.clone()))
+        .flatten();
     let response = next.run(request).await;
-    let route = route.unwrap_or_else(|| "unmatched".into());
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
-    let _ = prometheus();
-    metrics::counter!("kifly_http_requests_total", "route" => route.clone(), "method" => method.to_string(), "status" => status.to_string()).increment(1);
-    metrics::histogram!("kifly_http_request_duration_seconds", "route" => route.clone())
-        .record(elapsed.as_secs_f64());
+    request_metrics::record(route, &method, status, elapsed);
     let code = response.extensions().get::<ErrorCode>().map(|c| c.0).unwrap_or("");
     tracing::info!(
         http.method = %method, http.route = %route, http.status = status, error.code = code,
-        duration_ms = elapsed.as_secs_f64() * 1000.0, request_id = %request_id, "request"
+        duration_ms = elapsed.as_secs_f64() * 1000.0, request_id = request_id.as_deref().unwrap_or(""),
+        "request"
     );
     response
 }
