@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::rate_limit::{InProcessLimiter, RateLimiter, Rates};
 use crate::rate_limit_redis::RedisLimiter;
+use crate::service::catalog::RenderedSellerRecord;
 
 /// How long platform limits are cached; changes made by `kifly limits set` (or another node) are
 /// seen within this time. The contract allows 5 s.
@@ -99,11 +100,16 @@ impl App {
 
     /// A seller by id, from a short-lived cache of all sellers (catalog imports reach it within 2 s).
     pub async fn seller(&self, id: &str) -> Result<Option<Seller>, ApiError> {
-        if let Some(seller) = self.sellers.all(&self.store).await?.iter().find(|s| s.id == id) {
-            return Ok(Some(seller.clone()));
+        Ok(self.cached_seller(id).await?.map(|cached| cached.seller.clone()))
+    }
+
+    /// A seller by id with its rendered cart record, shared from the seller cache.
+    pub async fn cached_seller(&self, id: &str) -> Result<Option<Arc<CachedSeller>>, ApiError> {
+        if let Some(cached) = self.sellers.all(&self.store).await?.iter().find(|s| s.seller.id == id) {
+            return Ok(Some(cached.clone()));
         }
         // Not cached yet (imported within the last 2 s): ask the database.
-        Ok(self.store.get_seller(id).await?)
+        Ok(self.store.get_seller(id).await?.map(|seller| Arc::new(CachedSeller::new(seller))))
     }
 }
 
@@ -183,18 +189,35 @@ impl LimitsCache {
 /// few and change only through catalog imports.
 #[derive(Default)]
 pub struct SellerCache {
-    cached: Mutex<Option<(Instant, Arc<Vec<Seller>>)>>,
+    cached: Mutex<Option<(Instant, Sellers)>>,
+}
+
+/// Every seller, shared by the cache's readers.
+pub type Sellers = Arc<Vec<Arc<CachedSeller>>>;
+
+/// A cached seller with its record as every cart view shows it, rendered once per cache refresh.
+pub struct CachedSeller {
+    pub seller: Seller,
+    pub cart_record: RenderedSellerRecord,
+}
+
+impl CachedSeller {
+    fn new(seller: Seller) -> CachedSeller {
+        CachedSeller { cart_record: RenderedSellerRecord::for_carts(&seller), seller }
+    }
 }
 
 impl SellerCache {
-    pub async fn all(&self, store: &Arc<dyn Store>) -> Result<Arc<Vec<Seller>>, ApiError> {
+    pub async fn all(&self, store: &Arc<dyn Store>) -> Result<Sellers, ApiError> {
         if let Ok(guard) = self.cached.lock()
             && let Some((at, sellers)) = guard.as_ref()
             && at.elapsed() < LIMITS_TTL
         {
             return Ok(sellers.clone());
         }
-        let sellers = Arc::new(store.list_sellers().await?);
+        let sellers: Arc<Vec<_>> = Arc::new(
+            store.list_sellers().await?.into_iter().map(|s| Arc::new(CachedSeller::new(s))).collect(),
+        );
         if let Ok(mut guard) = self.cached.lock() {
             *guard = Some((Instant::now(), sellers.clone()));
         }

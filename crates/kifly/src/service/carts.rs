@@ -2,6 +2,7 @@
 //! coverage. Mutations run inside the caller's [`StoreTx`] so the idempotency record commits with them.
 
 use kifly_core::address::{ADDRESS_FIELDS, AddressInput, ShippingAddress};
+use kifly_core::catalog::Tier;
 use kifly_core::coverage::CoverageRecord;
 use kifly_core::ids::{IdKind, is_valid, new_id};
 use kifly_core::money::CURRENCY;
@@ -11,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::catalog::{SellerRecord, seller_record};
+use super::catalog::{RenderedSellerRecord, SellerRecord};
 use crate::app::{App, now_ms, rfc3339};
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
@@ -68,7 +69,8 @@ pub struct CartView {
     pub cart_id: String,
     /// `open`, `checkout_pending` or `completed`.
     pub status: &'static str,
-    pub seller: SellerRecord,
+    #[schema(value_type = SellerRecord)]
+    pub seller: RenderedSellerRecord,
     pub kifly_purchasable: bool,
     pub fulfillment: &'static str,
     pub items: Vec<CartItemView>,
@@ -95,6 +97,11 @@ pub struct CartView {
 
 /// Renders a cart with its seller.
 pub fn cart_view(cart: &Cart, seller: &Seller) -> CartView {
+    cart_view_with(cart, seller, RenderedSellerRecord::for_carts(seller))
+}
+
+/// Renders a cart with its seller, whose record is already rendered (see [`RenderedSellerRecord`]).
+pub fn cart_view_with(cart: &Cart, seller: &Seller, record: RenderedSellerRecord) -> CartView {
     let items: Vec<CartItemView> = cart
         .lines
         .iter()
@@ -113,12 +120,11 @@ pub fn cart_view(cart: &Cart, seller: &Seller) -> CartView {
     let subtotal: i64 = items.iter().map(|i| i.line_total_cents).sum();
     let fee = if items.is_empty() { 0 } else { seller.delivery_fee_cents };
     let eligible = cart.shipping_address.as_ref().map(|a| seller.coverage.covers(a));
-    let record = seller_record(seller, super::catalog::CITY_CAP_IN_RESULTS);
     CartView {
         cart_id: cart.id.clone(),
         status: cart.status.as_str(),
-        kifly_purchasable: record.kifly_purchasable,
-        fulfillment: record.fulfillment,
+        kifly_purchasable: seller.tier == Tier::Purchasable,
+        fulfillment: seller.tier.fulfillment(),
         delivery_coverage: (eligible == Some(false)).then(|| seller.coverage.record(usize::MAX)),
         seller: record,
         items,
@@ -211,9 +217,9 @@ pub async fn get_cart(app: &App, caller: &Caller, cart_id: &str) -> ApiResult<Ca
         return Err(ApiError::cart_not_found(cart_id));
     }
     let cart = owned(app.store.get_cart_cached(cart_id).await?, caller, cart_id)?;
-    let seller = app.seller(&cart.seller_id).await?.ok_or_else(|| sellerless(&cart))?;
+    let seller = app.cached_seller(&cart.seller_id).await?.ok_or_else(|| sellerless(&cart))?;
     app.audit.record(super::audit(caller, "cart.get", Some(cart_id)));
-    let mut view = cart_view(&cart, &seller);
+    let mut view = cart_view_with(&cart, &seller.seller, seller.cart_record.clone());
     if let (CartStatus::CheckoutPending, Some(order_id)) = (cart.status, &cart.order_id) {
         view.checkout = app.store.get_order(order_id).await?.map(|o| super::checkout::open_session_view(&o));
     }

@@ -8,7 +8,10 @@ use kifly_core::coverage::CoverageRecord;
 use kifly_core::money::cents_to_decimal;
 use kifly_core::scope::Scope;
 use kifly_store::{Product, Seller, Variant};
-use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use utoipa::{IntoParams, ToSchema};
 
@@ -57,6 +60,28 @@ pub fn seller_record(seller: &Seller, city_cap: usize) -> SellerRecord {
         delivery_coverage: seller.coverage.record(city_cap),
         kifly_purchasable: seller.tier == kifly_core::catalog::Tier::Purchasable,
         fulfillment: seller.tier.fulfillment(),
+    }
+}
+
+/// A seller record rendered to JSON once. Every cart view repeats its seller's record (with the
+/// coverage lists); the seller cache keeps each seller's record rendered ([`crate::app::CachedSeller`]),
+/// so a cart read copies these bytes instead of serialising the record again.
+#[derive(Debug, Clone)]
+pub struct RenderedSellerRecord(Arc<RawValue>);
+
+impl RenderedSellerRecord {
+    /// The record as shown inside carts and search results (cities capped).
+    pub fn for_carts(seller: &Seller) -> Self {
+        let record = seller_record(seller, CITY_CAP_IN_RESULTS);
+        // A struct of strings, numbers and lists always serialises.
+        let json = serde_json::value::to_raw_value(&record).unwrap_or_else(|_| RawValue::NULL.to_owned());
+        RenderedSellerRecord(Arc::from(json))
+    }
+}
+
+impl Serialize for RenderedSellerRecord {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
     }
 }
 
@@ -279,4 +304,42 @@ fn product_item(p: &Product, seller: Option<&Seller>, score: f64) -> Value {
         }
     }
     Value::Object(item)
+}
+
+#[cfg(test)]
+mod tests {
+    use kifly_core::catalog::Tier;
+    use kifly_core::coverage::{City, Coverage};
+
+    use super::*;
+
+    #[test]
+    fn a_rendered_seller_record_is_the_record_s_json() {
+        let seller = Seller {
+            id: "sel_1".into(),
+            handle: "north-\"quoted\"-shop".into(),
+            name: "North Shop".into(),
+            description: "Tents — and more".into(),
+            storefront_url: None,
+            tier: Tier::Purchasable,
+            delivery_fee_cents: 599,
+            coverage: Coverage::Areas {
+                states: vec!["CA".into(), "OR".into()],
+                cities: vec![City { city: "Austin".into(), state: "TX".into() }],
+            },
+            created_at: 1,
+            updated_at: 2,
+        };
+        let record = seller_record(&seller, CITY_CAP_IN_RESULTS);
+        let rendered = RenderedSellerRecord::for_carts(&seller);
+        assert_eq!(
+            serde_json::to_string(&rendered).expect("rendered"),
+            serde_json::to_string(&record).expect("record")
+        );
+        // Inside a `Value` (MCP tool results, idempotent outcomes) it is the same object, keys in order.
+        assert_eq!(
+            serde_json::to_string(&json!({ "seller": rendered })).expect("value"),
+            serde_json::to_string(&json!({ "seller": record })).expect("value")
+        );
+    }
 }
