@@ -33,6 +33,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use kifly_store::{ClaimOutcome, IdempotencyClaim, IdempotencyScope, StoreError, StoreTx, StoredResponse};
 use serde_json::Value;
+use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
 use crate::app::{App, now_ms};
@@ -45,8 +46,9 @@ pub const LEASE_MS: i64 = 60_000;
 /// Finished records are kept at least this long (the contract asks for ≥ 24 h).
 pub const RETENTION_MS: i64 = 25 * 60 * 60 * 1000;
 
-/// The future an idempotent operation returns: it borrows the transaction for its lifetime.
-pub type TxFuture<'a> = Pin<Box<dyn Future<Output = ApiResult<(StatusCode, Value)>> + Send + 'a>>;
+/// The future an idempotent operation returns: it borrows the transaction for its lifetime, and
+/// yields the status and the rendered body ([`crate::service::render`]).
+pub type TxFuture<'a> = Pin<Box<dyn Future<Output = ApiResult<(StatusCode, Box<RawValue>)>> + Send + 'a>>;
 
 /// A mutating request's idempotency inputs and its JSON body (`Value::Null` when empty).
 pub struct Idempotent {
@@ -330,7 +332,7 @@ async fn finish(
 
 /// Runs `op` in one write transaction without an idempotency record (MCP tools called without an
 /// `idempotency_key`): committed on success, rolled back on error.
-pub async fn run_in_tx<F>(app: &App, body: Value, op: F) -> ApiResult<(StatusCode, Value)>
+pub async fn run_in_tx<F>(app: &App, body: Value, op: F) -> ApiResult<(StatusCode, Box<RawValue>)>
 where
     F: for<'a> FnOnce(&'a mut dyn StoreTx, Value) -> TxFuture<'a>,
 {
@@ -375,8 +377,8 @@ where
         Err(settled) => return Ok(settled),
     };
     match op(tx.as_mut(), body).await {
-        Ok((status, value)) => {
-            let body = serde_json::to_vec(&value).map_err(|_| ApiError::internal(None))?;
+        Ok((status, rendered)) => {
+            let body = String::from(Box::<str>::from(rendered)).into_bytes();
             finish(tx, &claim, status, body, None).await
         }
         Err(e) if is_storable(e.status, Some(e.code)) => {

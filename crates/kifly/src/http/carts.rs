@@ -5,14 +5,13 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use serde_json::json;
 
 use crate::app::App;
 use crate::auth::Caller;
 use crate::error::{ApiResult, ErrorBody};
 use crate::idempotency::Idempotent;
 use crate::service::carts::{self, AddItemInput, CartView, CreateCartInput, UpdateItemInput};
-use crate::service::parse_body;
+use crate::service::{parse_body, render};
 
 /// Creates an empty cart for one seller. Network keys must pass `seller_handle`.
 #[utoipa::path(
@@ -35,7 +34,7 @@ pub async fn create_cart(State(app): State<App>, caller: Caller, request: Idempo
         .run(&app, &caller, move |tx, body| {
             Box::pin(async move {
                 let input: CreateCartInput = parse_body(body)?;
-                Ok((StatusCode::CREATED, json!(carts::create_cart(tx, &c, input).await?)))
+                Ok((StatusCode::CREATED, render(&carts::create_cart(tx, &c, input).await?)?))
             })
         })
         .await
@@ -87,7 +86,7 @@ pub async fn add_item(
         .run(&app, &caller, move |tx, body| {
             Box::pin(async move {
                 let input: AddItemInput = parse_body(body)?;
-                Ok((StatusCode::OK, json!(carts::add_item(tx, &c, &cart_id, input).await?)))
+                Ok((StatusCode::OK, render(&carts::add_item(tx, &c, &cart_id, input).await?)?))
             })
         })
         .await
@@ -120,7 +119,7 @@ pub async fn update_item(
         .run(&app, &caller, move |tx, body| {
             Box::pin(async move {
                 let input: UpdateItemInput = parse_body(body)?;
-                Ok((StatusCode::OK, json!(carts::update_item(tx, &c, &cart_id, &item_id, input).await?)))
+                Ok((StatusCode::OK, render(&carts::update_item(tx, &c, &cart_id, &item_id, input).await?)?))
             })
         })
         .await
@@ -150,7 +149,7 @@ pub async fn remove_item(
     request
         .run(&app, &caller, move |tx, _body| {
             Box::pin(async move {
-                Ok((StatusCode::OK, json!(carts::remove_item(tx, &c, &cart_id, &item_id).await?)))
+                Ok((StatusCode::OK, render(&carts::remove_item(tx, &c, &cart_id, &item_id).await?)?))
             })
         })
         .await
@@ -182,7 +181,7 @@ pub async fn set_shipping_address(
     request
         .run(&app, &caller, move |tx, body| {
             Box::pin(async move {
-                Ok((StatusCode::OK, json!(carts::set_shipping_address(tx, &c, &cart_id, body).await?)))
+                Ok((StatusCode::OK, render(&carts::set_shipping_address(tx, &c, &cart_id, body).await?)?))
             })
         })
         .await

@@ -16,7 +16,7 @@ use crate::auth::Caller;
 use crate::error::{ApiResult, ErrorBody};
 use crate::idempotency::{Idempotent, outcome_response, run_once_leased_steps};
 use crate::service::checkout::{self, AgentPayment, OrderView, PaymentLinkInput};
-use crate::service::{parse_body, webhooks};
+use crate::service::{parse_body, render, webhooks};
 
 /// Routes outside the OpenAPI document: webhooks, tracked links, the post-payment page and the
 /// sandbox (when a provider uses it).
@@ -191,9 +191,9 @@ pub async fn cancel_checkout(
     let a = app.clone();
     request
         .run(&app, &caller, move |tx, _body| {
-            Box::pin(
-                async move { Ok((StatusCode::OK, checkout::cancel_checkout(tx, &a, &c, &cart_id).await?)) },
-            )
+            Box::pin(async move {
+                Ok((StatusCode::OK, render(&checkout::cancel_checkout(tx, &a, &c, &cart_id).await?)?))
+            })
         })
         .await
 }

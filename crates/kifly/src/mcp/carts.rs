@@ -9,6 +9,7 @@ use super::tools::{Hints, READ_ONLY, Reply, ToolDef, arg, parse, without, write}
 use crate::app::App;
 use crate::auth::Caller;
 use crate::service::carts::{self as service, AddItemInput, CreateCartInput, UpdateItemInput};
+use crate::service::render;
 
 /// The hard bound of the schema; the real per-line cap is the run-time `max_item_quantity`.
 const QUANTITY_BOUND: i64 = 1_000_000;
@@ -102,7 +103,7 @@ pub async fn create_cart(app: &App, caller: &Caller, args: Value) -> Reply {
     write(app, caller, "create_cart", args, move |tx, body| {
         Box::pin(async move {
             let input: CreateCartInput = parse(body)?;
-            Ok((StatusCode::OK, json!(service::create_cart(tx, &c, input).await?)))
+            Ok((StatusCode::OK, render(&service::create_cart(tx, &c, input).await?)?))
         })
     })
     .await
@@ -114,7 +115,7 @@ pub async fn add_to_cart(app: &App, caller: &Caller, args: Value) -> Reply {
     write(app, caller, "add_to_cart", args, move |tx, body| {
         Box::pin(async move {
             let input: AddItemInput = parse(without(&body, &["cart_id"]))?;
-            Ok((StatusCode::OK, json!(service::add_item(tx, &c, &cart, input).await?)))
+            Ok((StatusCode::OK, render(&service::add_item(tx, &c, &cart, input).await?)?))
         })
     })
     .await
@@ -126,7 +127,7 @@ pub async fn update_cart_item(app: &App, caller: &Caller, args: Value) -> Reply 
     write(app, caller, "update_cart_item", args, move |tx, body| {
         Box::pin(async move {
             let input: UpdateItemInput = parse(without(&body, &["cart_id", "item_id"]))?;
-            Ok((StatusCode::OK, json!(service::update_item(tx, &c, &cart, &item, input).await?)))
+            Ok((StatusCode::OK, render(&service::update_item(tx, &c, &cart, &item, input).await?)?))
         })
     })
     .await
@@ -142,7 +143,7 @@ pub async fn set_shipping_address(app: &App, caller: &Caller, args: Value) -> Re
     write(app, caller, "set_shipping_address", args, move |tx, body| {
         Box::pin(async move {
             let address = without(&body, &["cart_id"]);
-            Ok((StatusCode::OK, json!(service::set_shipping_address(tx, &c, &cart, address).await?)))
+            Ok((StatusCode::OK, render(&service::set_shipping_address(tx, &c, &cart, address).await?)?))
         })
     })
     .await

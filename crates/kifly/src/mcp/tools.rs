@@ -216,7 +216,10 @@ where
     let body = without(&args, &["idempotency_key"]);
     let Some(key) = key else {
         return match idempotency::run_in_tx(app, body, op).await {
-            Ok((_, value)) => Reply::ok(value),
+            Ok((_, rendered)) => match serde_json::from_str(rendered.get()) {
+                Ok(value) => Reply::ok(value),
+                Err(_) => Reply::error(&ApiError::internal(None)),
+            },
             Err(e) => Reply::error(&e),
         };
     };

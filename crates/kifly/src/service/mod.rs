@@ -16,6 +16,13 @@ use crate::app::now_ms;
 use crate::auth::Caller;
 use crate::error::{ApiError, ApiResult};
 
+/// Serialises an operation's result to the JSON that is sent, and stored for replay. Idempotent
+/// operations render inside their transaction (the outcome commits with the write), so this goes
+/// straight to text rather than through a `serde_json::Value` tree.
+pub fn render<T: serde::Serialize + ?Sized>(value: &T) -> ApiResult<Box<serde_json::value::RawValue>> {
+    serde_json::value::to_raw_value(value).map_err(|_| ApiError::internal(None))
+}
+
 /// Deserialises a request body into `T`, reporting shape errors as `400 invalid_request` with the
 /// field at fault in `details.field`.
 pub fn parse_body<T: DeserializeOwned>(body: Value) -> ApiResult<T> {
