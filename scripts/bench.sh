@@ -53,13 +53,13 @@ export KIFLY_KEY=$KEY KIFLY_CART=$CART KIFLY_VARIANT=$VARIANT
 # CPU time (user + system, in clock ticks) a process has used so far.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
-# run NAME URL SCRIPT [delay_ms] [server_pid] -> "NAME rps p50 p99 [server CPU per request]"
+# run NAME URL SCRIPT [delay_ms] [server_pid] [connections] -> "NAME rps p50 p99 [server CPU per request]"
 # Server CPU per request is steadier than req/s on a shared machine: it does not depend on what else
 # competes for the cores.
 run() {
   local out pid=${5:-$KIFLY_PID} before after
   before=$(cpu_ticks "$pid")
-  out=$(KIFLY_DELAY_MS=${4:-0} wrk -t"$THREADS" -c"$CONNS" -d"${DURATION}s" --latency -s "$3" "$2")
+  out=$(KIFLY_DELAY_MS=${4:-0} wrk -t"$THREADS" -c"${6:-$CONNS}" -d"${DURATION}s" --latency -s "$3" "$2")
   after=$(cpu_ticks "$pid")
   local rps p50 p99 errors requests cpu
   rps=$(echo "$out" | awk '/Requests\/sec/ {print $2}')
@@ -83,10 +83,13 @@ run "GET /api/agent/cart/{id}" "$URL/api/agent/cart/$CART" scripts/bench/get.lua
 READ_RPS=$(cat "$WORK/last_rps")
 run "POST /api/agent/cart/{id}/items" "$URL" scripts/bench/post_items.lua
 WRITE_RPS=$(cat "$WORK/last_rps")
-# Paced at half the peak: each connection waits CONNS*1000/(rate/2) ms between requests.
-READ_DELAY=$(awk -v c="$CONNS" -v r="$READ_RPS" 'BEGIN {printf "%d", c * 1000 / (r / 2)}')
-WRITE_DELAY=$(awk -v c="$CONNS" -v r="$WRITE_RPS" 'BEGIN {printf "%d", c * 1000 / (r / 2)}')
-run "GET cart at ~half peak" "$URL/api/agent/cart/$CART" scripts/bench/get.lua "$READ_DELAY"
-run "POST items at ~half peak" "$URL" scripts/bench/post_items.lua "$WRITE_DELAY"
+# Paced at about half the peak: each connection waits PACE_MS between requests (wrk's delays are
+# whole milliseconds), with as many connections as that rate needs (a cycle measured about 1 ms
+# longer than the delay).
+PACE_MS=4
+READ_CONNS=$(awk -v r="$READ_RPS" -v d="$PACE_MS" 'BEGIN {c = int(r / 2 * (d + 1) / 1000 + 0.5); print (c < 2 ? 2 : c)}')
+WRITE_CONNS=$(awk -v r="$WRITE_RPS" -v d="$PACE_MS" 'BEGIN {c = int(r / 2 * (d + 1) / 1000 + 0.5); print (c < 2 ? 2 : c)}')
+run "GET cart at ~half peak ($READ_CONNS conns)" "$URL/api/agent/cart/$CART" scripts/bench/get.lua "$PACE_MS" "$KIFLY_PID" "$READ_CONNS"
+run "POST items at ~half peak ($WRITE_CONNS conns)" "$URL" scripts/bench/post_items.lua "$PACE_MS" "$KIFLY_PID" "$WRITE_CONNS"
 awk -v h="$HELLO_RPS" -v r="$READ_RPS" -v w="$WRITE_RPS" \
   'BEGIN {printf "reads: %.0f%% of the bare endpoint; idempotent writes: %.0f%%\n", 100 * r / h, 100 * w / h}'
