@@ -760,6 +760,23 @@ async fn audit_batch_is_read_back_newest_first() {
 }
 
 #[tokio::test]
+async fn large_audit_batches_keep_every_row_and_repeat_cleanly() {
+    let (store, _guard) = open_store().await;
+    // More than two full chunks on either backend (16 rows a statement on SQLite, 100 on PostgreSQL)
+    // plus a remainder of several rows; the second batch reuses the prepared statements.
+    let batch = |from: i64| -> Vec<AuditEntry> {
+        (from..from + 203)
+            .map(|n| audit(&format!("aud_{n:05}"), n, (n % 2 == 0).then_some("cart_1")))
+            .collect()
+    };
+    let (first, second) = (batch(0), batch(203));
+    store.insert_audit_batch(&first).await.unwrap();
+    store.insert_audit_batch(&second).await.unwrap();
+    let newest_first: Vec<AuditEntry> = first.into_iter().chain(second).rev().collect();
+    assert_eq!(store.recent_audit(1000).await.unwrap(), newest_first);
+}
+
+#[tokio::test]
 async fn audit_in_a_transaction_appears_on_commit() {
     let (store, _guard) = open_store().await;
     let entry = audit("aud_tx", T0, Some("cart_1"));

@@ -67,6 +67,8 @@ RETURNING id, recipient, subject, body, attempts, status, last_error";
 /// Audit rows per `INSERT` in a batch: one round trip per 100 rows; 100 rows × 6 columns stays far
 /// under the bind-parameter limit.
 const AUDIT_ROWS_PER_INSERT: usize = 100;
+/// The rows after the last full chunk go in one more statement: each statement is a round trip.
+const AUDIT_REST_ROW_BY_ROW: bool = false;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 

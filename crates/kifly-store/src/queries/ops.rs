@@ -197,9 +197,12 @@ pub(super) async fn insert_audit(conn: &mut Conn, entry: &AuditEntry) -> StoreRe
     Ok(())
 }
 
+/// Inserts `entries` in one statement; `persistent` keeps it prepared for the next batch of the
+/// same size.
 pub(super) async fn insert_audit_rows<'e>(
     on: impl sql::Executor<'e>,
     entries: &[AuditEntry],
+    persistent: bool,
 ) -> StoreResult<()> {
     if entries.is_empty() {
         return Ok(());
@@ -215,7 +218,7 @@ pub(super) async fn insert_audit_rows<'e>(
             .push_bind(&entry.metadata)
             .push_bind(entry.created_at);
     });
-    insert.build().execute(on).await.map_err(map_err)?;
+    insert.build().persistent(persistent).execute(on).await.map_err(map_err)?;
     Ok(())
 }
 

@@ -148,13 +148,23 @@ impl Store for BackendStore {
         if entries.is_empty() {
             return Ok(());
         }
-        // One transaction; per statement as many rows as suit the backend (`AUDIT_ROWS_PER_INSERT`).
+        // One transaction; full chunks of `AUDIT_ROWS_PER_INSERT` rows per statement (one shape,
+        // kept prepared), then the rest as the backend prefers (`AUDIT_REST_ROW_BY_ROW`).
         let mut tx = self.begin().await?;
-        for chunk in entries.chunks(super::AUDIT_ROWS_PER_INSERT) {
-            match chunk {
-                [entry] => super::ops::insert_audit(&mut tx, entry).await?,
-                rows => super::ops::insert_audit_rows(&mut *tx, rows).await?,
+        let chunks = entries.chunks_exact(super::AUDIT_ROWS_PER_INSERT);
+        let rest = chunks.remainder();
+        for chunk in chunks {
+            super::ops::insert_audit_rows(&mut *tx, chunk, true).await?;
+        }
+        match rest {
+            [] => {}
+            [entry] => super::ops::insert_audit(&mut tx, entry).await?,
+            rows if super::AUDIT_REST_ROW_BY_ROW => {
+                for entry in rows {
+                    super::ops::insert_audit(&mut tx, entry).await?;
+                }
             }
+            rows => super::ops::insert_audit_rows(&mut *tx, rows, false).await?,
         }
         tx.commit().await.map_err(map_err)
     }

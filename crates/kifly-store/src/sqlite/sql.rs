@@ -16,6 +16,7 @@
 use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
@@ -53,12 +54,15 @@ type Arg<'q> = Box<dyn ToSql + Send + Sync + 'q>;
 pub(crate) struct Query<'q> {
     sql: Cow<'static, str>,
     args: Vec<Arg<'q>>,
-    /// Built by [`QueryBuilder`]: `?N` placeholders only, one statement per shape of a batch.
+    /// Built by [`QueryBuilder`]: `?N` placeholders only, bound in order.
     built: bool,
+    /// Kept in the connection's statement cache (sqlx's `persistent`): literal statements are, built
+    /// ones only when asked (one shape per batch size would push the hot statements out).
+    persistent: bool,
 }
 
 pub(crate) fn query<'q>(sql: impl Into<SqlText>) -> Query<'q> {
-    Query { sql: sql.into().0, args: Vec::new(), built: false }
+    Query { sql: sql.into().0, args: Vec::new(), built: false, persistent: true }
 }
 
 /// The outcome of [`Query::execute`].
@@ -75,6 +79,12 @@ impl QueryResult {
 impl<'q> Query<'q> {
     pub(crate) fn bind<T: ToSql + Send + Sync + 'q>(mut self, value: T) -> Self {
         self.args.push(Box::new(value));
+        self
+    }
+
+    /// Whether the prepared statement is cached for the next run of the same text (as in sqlx).
+    pub(crate) fn persistent(mut self, value: bool) -> Self {
+        self.persistent = value;
         self
     }
 
@@ -108,12 +118,10 @@ impl<'q> Query<'q> {
 
     /// The prepared statement with every placeholder bound.
     fn prepare<'c>(&self, conn: &'c Connection) -> Result<Prepared<'c>, Error> {
-        // A built statement's text depends on its row count: caching each shape would push the
-        // hot statements out of the cache.
-        let mut statement = if self.built {
-            Prepared::Fresh(conn.prepare(&self.sql)?)
-        } else {
+        let mut statement = if self.persistent {
             Prepared::Cached(conn.prepare_cached(&self.sql)?)
+        } else {
+            Prepared::Fresh(conn.prepare(&self.sql)?)
         };
         for index in 1..=statement.parameter_count() {
             // SQLite numbers `$N` placeholders in order of appearance; bind by the N in the name, as
@@ -312,6 +320,7 @@ impl<'q> QueryBuilder<'q> {
             sql: Cow::Owned(std::mem::take(&mut self.sql)),
             args: std::mem::take(&mut self.args),
             built: true,
+            persistent: false,
         }
     }
 }
@@ -329,7 +338,9 @@ impl<'q> Separated<'_, 'q> {
         }
         self.first = false;
         self.builder.args.push(Box::new(value));
-        self.builder.sql.push_str(&format!("?{}", self.builder.args.len()));
+        let position = self.builder.args.len();
+        // Writing to a `String` cannot fail.
+        let _ = write!(self.builder.sql, "?{position}");
         self
     }
 }
