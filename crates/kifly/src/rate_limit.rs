@@ -137,25 +137,28 @@ fn group(path: &str) -> &'static str {
 /// for requests without a valid key), answers 429 when it is spent, and sets the `x-ratelimit-*`
 /// headers on every response.
 pub async fn enforce(State(app): State<App>, request: Request, next: Next) -> Response {
-    let token = match request.extensions().get::<AuthState>() {
-        Some(AuthState::Authenticated(caller)) => Some(caller.id().to_string()),
+    let caller = match request.extensions().get::<AuthState>() {
+        Some(AuthState::Authenticated(caller)) => Some(caller),
         _ => None,
     };
-    let (key, rate) = match token {
-        Some(token) => {
-            let group = group(request.uri().path());
-            (format!("{group}:{token}"), app.rates.for_group(group))
-        }
-        None => {
+    let group = caller.map(|_| group(request.uri().path()));
+    let rate = match group {
+        Some(group) => app.rates.for_group(group),
+        None => app.rates.anon,
+    };
+    // The bucket key is built only when the group is limited.
+    let Some(rate) = rate else { return next.run(request).await };
+    let key = match (caller, group) {
+        (Some(caller), Some(group)) => format!("{group}:{}", caller.id()),
+        _ => {
             let ip = request
                 .extensions()
                 .get::<ConnectInfo<SocketAddr>>()
                 .map(|c| c.0.ip().to_string())
                 .unwrap_or_else(|| "local".into());
-            (format!("anon:{ip}"), app.rates.anon)
+            format!("anon:{ip}")
         }
     };
-    let Some(rate) = rate else { return next.run(request).await };
     let decision = app.limiter.check(&key, rate).await;
     let mut response = if decision.allowed {
         next.run(request).await
