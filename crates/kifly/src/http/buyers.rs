@@ -2,13 +2,13 @@
 //! `X-Buyer-Token`, never in a URL. Writes run exactly once per `Idempotency-Key`; those that queue
 //! mail wake the outbox worker once their transaction has committed.
 
-use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::Json;
 use crate::app::App;
 use crate::auth::Caller;
 use crate::error::{ApiResult, ErrorBody};

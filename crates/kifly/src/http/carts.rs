@@ -1,11 +1,11 @@
 //! Cart endpoints. Every mutation goes through [`Idempotent::run`], which stores the outcome in the
 //! same transaction as the change.
 
-use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 
+use super::Json;
 use crate::app::App;
 use crate::auth::Caller;
 use crate::error::{ApiResult, ErrorBody};

@@ -2,7 +2,6 @@
 //! [`run_once_leased_steps`]: the idempotency claim commits first, the provider is called outside any
 //! transaction, and the final write stores the outcome (see `service::checkout` for the steps).
 
-use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -11,6 +10,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::Value;
 
+use super::Json;
 use crate::app::App;
 use crate::auth::Caller;
 use crate::error::{ApiResult, ErrorBody};

@@ -1,12 +1,12 @@
 //! `GET /api/agent/platform/limits` (no key needed).
 
-use axum::Json;
 use axum::extract::State;
 use kifly_core::limits::PlatformLimits;
 use kifly_core::money::cents_to_decimal;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::Json;
 use crate::app::App;
 use crate::error::{ApiResult, ErrorBody};
 

@@ -1,10 +1,10 @@
 //! `GET /api/agent/products`: search or browse the catalog.
 
-use axum::Json;
 use axum::extract::State;
 use serde_json::Value;
 
 use super::ApiQuery;
+use super::Json;
 use crate::app::App;
 use crate::auth::Caller;
 use crate::error::{ApiResult, ErrorBody};

@@ -1,8 +1,8 @@
 //! `GET /api/agent/sellers/{handle}`.
 
-use axum::Json;
 use axum::extract::{Path, State};
 
+use super::Json;
 use crate::app::App;
 use crate::auth::Caller;
 use crate::error::{ApiResult, ErrorBody};
