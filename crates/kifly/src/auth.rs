@@ -46,7 +46,13 @@ pub fn generate_key() -> String {
 pub fn hash_key(secret: &[u8], key: &str) -> String {
     let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret).expect("HMAC accepts keys of any length"); // ok: infallible for HMAC
     mac.update(key.as_bytes());
-    hex::encode(mac.finalize().into_bytes())
+    // `hex::encode` collects char by char; this runs on every request. (Neither step can fail for
+    // 32 bytes; an empty hash would match no stored key.)
+    let mut text = [0u8; 64];
+    match hex::encode_to_slice(mac.finalize().into_bytes(), &mut text) {
+        Ok(()) => String::from_utf8(text.to_vec()).unwrap_or_default(),
+        Err(_) => String::new(),
+    }
 }
 
 /// The part of a key shown in listings (`kfa_live_AbC1…`).
@@ -135,8 +141,12 @@ impl KeyCache {
     }
 }
 
-/// Resolves the caller's key for every `/api` request and stores an [`AuthState`] in the request.
+/// Resolves the caller's key for every agent API request ([`crate::http::is_agent_api`]) and stores an
+/// [`AuthState`] in the request.
 pub async fn resolve(State(app): State<App>, mut request: Request, next: Next) -> Response {
+    if !crate::http::is_agent_api(request.uri().path()) {
+        return next.run(request).await;
+    }
     let state = match presented_key(request.headers()) {
         None => AuthState::Missing,
         Some(key) if !key.starts_with(KEY_PREFIX) => AuthState::Invalid,
@@ -176,5 +186,14 @@ mod tests {
         assert_eq!(hash_key(b"s", &key), hash_key(b"s", &key));
         assert_ne!(hash_key(b"s", &key), hash_key(b"t", &key));
         assert!(display_prefix(&key).len() < key.len());
+    }
+
+    #[test]
+    fn the_key_hash_is_lower_case_hex_hmac_sha256() {
+        // RFC 4231, test case 2. Stored key hashes depend on this exact text.
+        assert_eq!(
+            hash_key(b"Jefe", "what do ya want for nothing?"),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+        );
     }
 }

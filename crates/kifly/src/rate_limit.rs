@@ -133,10 +133,13 @@ fn group(path: &str) -> &'static str {
     }
 }
 
-/// Middleware for `/api`: counts the request against the caller's bucket (per token, or per client IP
+/// Middleware for the agent API ([`crate::http::is_agent_api`]): counts the request against the caller's bucket (per token, or per client IP
 /// for requests without a valid key), answers 429 when it is spent, and sets the `x-ratelimit-*`
 /// headers on every response.
 pub async fn enforce(State(app): State<App>, request: Request, next: Next) -> Response {
+    if !crate::http::is_agent_api(request.uri().path()) {
+        return next.run(request).await;
+    }
     let caller = match request.extensions().get::<AuthState>() {
         Some(AuthState::Authenticated(caller)) => Some(caller),
         _ => None,

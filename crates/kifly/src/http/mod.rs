@@ -22,7 +22,7 @@ use std::time::Instant;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, FromRequestParts, MatchedPath, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, MatchedPath, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -113,37 +113,17 @@ pub fn router(app: App) -> Router {
                 .layer(middleware::from_fn(request_id))
                 .layer(CatchPanicLayer::custom(|_| ApiError::internal(None).into_response()))
                 .layer(middleware::from_fn(observe))
-                .layer(middleware::from_fn_with_state(app.clone(), api_only(crate::auth::resolve)))
-                .layer(middleware::from_fn_with_state(app.clone(), api_only(crate::rate_limit::enforce)))
+                .layer(middleware::from_fn_with_state(app.clone(), crate::auth::resolve))
+                .layer(middleware::from_fn_with_state(app.clone(), crate::rate_limit::enforce))
                 .layer(DefaultBodyLimit::max(MAX_BODY_BYTES)),
         )
         .with_state(app)
 }
 
-/// Wraps a middleware so it runs only for `/api` paths (health, metrics, docs, the sandbox and the
-/// webhooks skip key auth and rate limits).
-fn api_only<F, Fut>(
-    f: F,
-) -> impl Fn(State<App>, Request, Next) -> std::pin::Pin<Box<dyn Future<Output = Response> + Send>>
-+ Clone
-+ Send
-+ 'static
-where
-    F: Fn(State<App>, Request, Next) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = Response> + Send + 'static,
-{
-    move |state, request, next| {
-        let f = f.clone();
-        Box::pin(async move {
-            let path = request.uri().path();
-            // Provider webhooks are authenticated by their signatures, not by API keys.
-            if (path == "/api" || path.starts_with("/api/")) && !path.starts_with("/api/webhooks/") {
-                f(state, request, next).await
-            } else {
-                next.run(request).await
-            }
-        })
-    }
+/// Whether key auth and rate limits apply to `path`: every `/api` path except the provider webhooks,
+/// which are authenticated by their signatures (health, metrics, docs and the sandbox skip both).
+pub fn is_agent_api(path: &str) -> bool {
+    (path == "/api" || path.starts_with("/api/")) && !path.starts_with("/api/webhooks/")
 }
 
 /// The request's id, from a valid inbound `x-request-id` or a fresh `req_…`.
