@@ -29,6 +29,8 @@ pub struct AppInner {
     pub store: Arc<dyn Store>,
     /// Server secret for keyed hashes.
     pub secret: String,
+    /// Hashes presented API keys with the secret ([`crate::auth::hash_key`]).
+    pub key_hasher: crate::auth::KeyHasher,
     pub keys: KeyCache,
     pub limits: LimitsCache,
     pub sellers: SellerCache,
@@ -83,6 +85,7 @@ impl App {
             outbox: crate::outbox::OutboxSignal::default(),
             search: crate::search::SearchEngine::new(store.clone(), embedder),
             store,
+            key_hasher: crate::auth::KeyHasher::new(secret.as_bytes()),
             secret,
             keys: KeyCache::default(),
             limits: LimitsCache::default(),
