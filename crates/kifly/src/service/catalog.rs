@@ -4,12 +4,12 @@
 //! Matching and ranking are the search engine's ([`crate::search`]): this module applies the
 //! similarity floor, paging and filters, and renders the contract.
 
+use std::sync::Arc;
+
 use kifly_core::coverage::CoverageRecord;
 use kifly_core::money::cents_to_decimal;
 use kifly_core::scope::Scope;
 use kifly_store::{Product, Seller, Variant};
-use std::sync::Arc;
-
 use serde::{Deserialize, Serialize, Serializer};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
