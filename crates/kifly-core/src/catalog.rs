@@ -37,6 +37,11 @@ impl Tier {
         }
     }
 
+    /// Whether Kifly takes orders for this seller (`kifly_purchasable`).
+    pub const fn is_purchasable(self) -> bool {
+        matches!(self, Tier::Purchasable)
+    }
+
     /// `kifly` when Kifly takes the order, `external` when the seller's own site does.
     pub const fn fulfillment(self) -> &'static str {
         match self {

@@ -156,15 +156,12 @@ impl Store for BackendStore {
         for chunk in chunks {
             super::ops::insert_audit_rows(&mut *tx, chunk, true).await?;
         }
-        match rest {
-            [] => {}
-            [entry] => super::ops::insert_audit(&mut tx, entry).await?,
-            rows if super::AUDIT_REST_ROW_BY_ROW => {
-                for entry in rows {
-                    super::ops::insert_audit(&mut tx, entry).await?;
-                }
+        if rest.len() > 1 && !super::AUDIT_REST_ROW_BY_ROW {
+            super::ops::insert_audit_rows(&mut *tx, rest, false).await?;
+        } else {
+            for entry in rest {
+                super::ops::insert_audit(&mut tx, entry).await?;
             }
-            rows => super::ops::insert_audit_rows(&mut *tx, rows, false).await?,
         }
         tx.commit().await.map_err(map_err)
     }

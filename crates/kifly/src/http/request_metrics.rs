@@ -23,6 +23,12 @@ struct RouteHandles {
     requests: Vec<(&'static str, u16, Counter)>,
 }
 
+impl RouteHandles {
+    fn counter(&self, method: &str, status: u16) -> Option<&Counter> {
+        self.requests.iter().find(|(m, s, _)| *m == method && *s == status).map(|(_, _, counter)| counter)
+    }
+}
+
 fn routes() -> &'static RwLock<HashMap<String, RouteHandles>> {
     static ROUTES: OnceLock<RwLock<HashMap<String, RouteHandles>>> = OnceLock::new();
     ROUTES.get_or_init(Default::default)
@@ -53,7 +59,7 @@ pub fn record(route: &str, method: &Method, status: u16, elapsed: Duration) {
     let seconds = elapsed.as_secs_f64();
     if let Ok(routes) = routes().read()
         && let Some(handles) = routes.get(route)
-        && let Some((_, _, counter)) = handles.requests.iter().find(|(m, s, _)| *m == method && *s == status)
+        && let Some(counter) = handles.counter(method, status)
     {
         counter.increment(1);
         handles.duration.record(seconds);
@@ -67,18 +73,17 @@ pub fn record(route: &str, method: &Method, status: u16, elapsed: Duration) {
         duration: metrics::histogram!("kifly_http_request_duration_seconds", "route" => route.to_string()),
         requests: Vec::new(),
     });
-    let position = match handles.requests.iter().position(|(m, s, _)| *m == method && *s == status) {
-        Some(position) => position,
+    match handles.counter(method, status) {
+        Some(counter) => counter.increment(1),
         None => {
             let counter = metrics::counter!(
                 "kifly_http_requests_total",
                 "route" => route.to_string(), "method" => method, "status" => status.to_string()
             );
+            counter.increment(1);
             handles.requests.push((method, status, counter));
-            handles.requests.len() - 1
         }
-    };
-    handles.requests[position].2.increment(1);
+    }
     handles.duration.record(seconds);
 }
 

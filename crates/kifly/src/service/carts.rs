@@ -2,7 +2,6 @@
 //! coverage. Mutations run inside the caller's [`StoreTx`] so the idempotency record commits with them.
 
 use kifly_core::address::{ADDRESS_FIELDS, AddressInput, ShippingAddress};
-use kifly_core::catalog::Tier;
 use kifly_core::coverage::CoverageRecord;
 use kifly_core::ids::{IdKind, is_valid, new_id};
 use kifly_core::money::CURRENCY;
@@ -123,7 +122,7 @@ pub fn cart_view_with(cart: &Cart, seller: &Seller, record: RenderedSellerRecord
     CartView {
         cart_id: cart.id.clone(),
         status: cart.status.as_str(),
-        kifly_purchasable: seller.tier == Tier::Purchasable,
+        kifly_purchasable: seller.tier.is_purchasable(),
         fulfillment: seller.tier.fulfillment(),
         delivery_coverage: (eligible == Some(false)).then(|| seller.coverage.record(usize::MAX)),
         seller: record,

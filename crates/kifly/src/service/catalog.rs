@@ -58,7 +58,7 @@ pub fn seller_record(seller: &Seller, city_cap: usize) -> SellerRecord {
         tier: seller.tier.as_str(),
         delivery_fee_cents: seller.delivery_fee_cents,
         delivery_coverage: seller.coverage.record(city_cap),
-        kifly_purchasable: seller.tier == kifly_core::catalog::Tier::Purchasable,
+        kifly_purchasable: seller.tier.is_purchasable(),
         fulfillment: seller.tier.fulfillment(),
     }
 }
@@ -259,7 +259,7 @@ fn offer(v: &Variant, purchasable: bool) -> Value {
 
 /// One product as a JSON-LD `Product` with the `kifly:*` extensions.
 fn product_item(p: &Product, seller: Option<&Seller>, score: f64) -> Value {
-    let purchasable = seller.is_some_and(|s| s.tier == kifly_core::catalog::Tier::Purchasable);
+    let purchasable = seller.is_some_and(|s| s.tier.is_purchasable());
     let default = p.variants.iter().find(|v| in_stock(v)).or(p.variants.first());
     let mut item = Map::new();
     item.insert("@type".into(), json!("Product"));
