@@ -159,6 +159,8 @@ pub struct CartLine {
     pub unit_price_cents: i64,
     pub quantity: i64,
     pub inventory: Option<i64>,
+    /// When the line was added: lines are listed by it (then by id).
+    pub created_at: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -11,14 +11,14 @@ use crate::{StoreError, StoreResult};
 /// The cart and its lines in one round trip (one row per line, or one row with NULL line columns for
 /// an empty cart). Also used by the SQLite backend's direct read path (`sqlite/direct.rs`).
 pub(super) const CART_WITH_LINES_SQL: &str = "SELECT c.id, c.api_key_id, c.seller_id, c.status, c.shipping_address, c.version, c.order_id, c.created_at, c.updated_at,
-       i.id AS item_id, i.variant_id, v.product_id, p.title, v.name AS variant_name, v.sku, v.price_cents, i.quantity, v.inventory
+       i.id AS item_id, i.variant_id, v.product_id, p.title, v.name AS variant_name, v.sku, v.price_cents, i.quantity, v.inventory, i.created_at AS item_created_at
 FROM carts c
 LEFT JOIN cart_items i ON i.cart_id = c.id
 LEFT JOIN variants v ON v.id = i.variant_id
 LEFT JOIN products p ON p.id = v.product_id
 WHERE c.id = $1 ORDER BY i.created_at, i.id";
 
-const LINES_SQL: &str = "SELECT i.id AS item_id, i.variant_id, v.product_id, p.title, v.name AS variant_name, v.sku, v.price_cents, i.quantity, v.inventory
+const LINES_SQL: &str = "SELECT i.id AS item_id, i.variant_id, v.product_id, p.title, v.name AS variant_name, v.sku, v.price_cents, i.quantity, v.inventory, i.created_at AS item_created_at
 FROM cart_items i JOIN variants v ON v.id = i.variant_id JOIN products p ON p.id = v.product_id
 WHERE i.cart_id = $1 ORDER BY i.created_at, i.id";
 
@@ -33,6 +33,7 @@ fn line_from_row(r: &super::DbRow) -> StoreResult<CartLine> {
         unit_price_cents: r.try_get("price_cents").map_err(map_err)?,
         quantity: r.try_get("quantity").map_err(map_err)?,
         inventory: r.try_get("inventory").map_err(map_err)?,
+        created_at: r.try_get("item_created_at").map_err(map_err)?,
     })
 }
 

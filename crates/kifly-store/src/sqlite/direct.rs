@@ -169,5 +169,6 @@ fn line(row: &Row<'_>) -> rusqlite::Result<CartLine> {
         unit_price_cents: row.get(15)?,
         quantity: row.get(16)?,
         inventory: row.get(17)?,
+        created_at: row.get(18)?,
     })
 }

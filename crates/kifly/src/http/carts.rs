@@ -81,12 +81,12 @@ pub async fn add_item(
     Path(cart_id): Path<String>,
     request: Idempotent,
 ) -> Response {
-    let c = caller.clone();
+    let (a, c) = (app.clone(), caller.clone());
     request
         .run(&app, &caller, move |tx, body| {
             Box::pin(async move {
                 let input: AddItemInput = parse_body(body)?;
-                Ok((StatusCode::OK, render(&carts::add_item(tx, &c, &cart_id, input).await?)?))
+                Ok((StatusCode::OK, render(&carts::add_item(&a, tx, &c, &cart_id, input).await?)?))
             })
         })
         .await
@@ -114,12 +114,15 @@ pub async fn update_item(
     Path((cart_id, item_id)): Path<(String, String)>,
     request: Idempotent,
 ) -> Response {
-    let c = caller.clone();
+    let (a, c) = (app.clone(), caller.clone());
     request
         .run(&app, &caller, move |tx, body| {
             Box::pin(async move {
                 let input: UpdateItemInput = parse_body(body)?;
-                Ok((StatusCode::OK, render(&carts::update_item(tx, &c, &cart_id, &item_id, input).await?)?))
+                Ok((
+                    StatusCode::OK,
+                    render(&carts::update_item(&a, tx, &c, &cart_id, &item_id, input).await?)?,
+                ))
             })
         })
         .await
@@ -145,11 +148,11 @@ pub async fn remove_item(
     Path((cart_id, item_id)): Path<(String, String)>,
     request: Idempotent,
 ) -> Response {
-    let c = caller.clone();
+    let (a, c) = (app.clone(), caller.clone());
     request
         .run(&app, &caller, move |tx, _body| {
             Box::pin(async move {
-                Ok((StatusCode::OK, render(&carts::remove_item(tx, &c, &cart_id, &item_id).await?)?))
+                Ok((StatusCode::OK, render(&carts::remove_item(&a, tx, &c, &cart_id, &item_id).await?)?))
             })
         })
         .await
@@ -177,11 +180,11 @@ pub async fn set_shipping_address(
     Path(cart_id): Path<String>,
     request: Idempotent,
 ) -> Response {
-    let c = caller.clone();
+    let (a, c) = (app.clone(), caller.clone());
     request
         .run(&app, &caller, move |tx, body| {
             Box::pin(async move {
-                Ok((StatusCode::OK, render(&carts::set_shipping_address(tx, &c, &cart_id, body).await?)?))
+                Ok((StatusCode::OK, render(&carts::set_shipping_address(&a, tx, &c, &cart_id, body).await?)?))
             })
         })
         .await

@@ -110,24 +110,24 @@ pub async fn create_cart(app: &App, caller: &Caller, args: Value) -> Reply {
 }
 
 pub async fn add_to_cart(app: &App, caller: &Caller, args: Value) -> Reply {
-    let c = caller.clone();
+    let (a, c) = (app.clone(), caller.clone());
     let cart = arg(&args, "cart_id").to_string();
     write(app, caller, "add_to_cart", args, move |tx, body| {
         Box::pin(async move {
             let input: AddItemInput = parse(without(&body, &["cart_id"]))?;
-            Ok((StatusCode::OK, render(&service::add_item(tx, &c, &cart, input).await?)?))
+            Ok((StatusCode::OK, render(&service::add_item(&a, tx, &c, &cart, input).await?)?))
         })
     })
     .await
 }
 
 pub async fn update_cart_item(app: &App, caller: &Caller, args: Value) -> Reply {
-    let c = caller.clone();
+    let (a, c) = (app.clone(), caller.clone());
     let (cart, item) = (arg(&args, "cart_id").to_string(), arg(&args, "item_id").to_string());
     write(app, caller, "update_cart_item", args, move |tx, body| {
         Box::pin(async move {
             let input: UpdateItemInput = parse(without(&body, &["cart_id", "item_id"]))?;
-            Ok((StatusCode::OK, render(&service::update_item(tx, &c, &cart, &item, input).await?)?))
+            Ok((StatusCode::OK, render(&service::update_item(&a, tx, &c, &cart, &item, input).await?)?))
         })
     })
     .await
@@ -138,12 +138,12 @@ pub async fn get_cart(app: &App, caller: &Caller, args: Value) -> Reply {
 }
 
 pub async fn set_shipping_address(app: &App, caller: &Caller, args: Value) -> Reply {
-    let c = caller.clone();
+    let (a, c) = (app.clone(), caller.clone());
     let cart = arg(&args, "cart_id").to_string();
     write(app, caller, "set_shipping_address", args, move |tx, body| {
         Box::pin(async move {
             let address = without(&body, &["cart_id"]);
-            Ok((StatusCode::OK, render(&service::set_shipping_address(tx, &c, &cart, address).await?)?))
+            Ok((StatusCode::OK, render(&service::set_shipping_address(&a, tx, &c, &cart, address).await?)?))
         })
     })
     .await

@@ -6,7 +6,7 @@ use kifly_core::coverage::CoverageRecord;
 use kifly_core::ids::{IdKind, is_valid, new_id};
 use kifly_core::money::CURRENCY;
 use kifly_core::scope::Scope;
-use kifly_store::{Cart, CartStatus, NewCart, NewCartLine, Seller, StoreTx};
+use kifly_store::{Cart, CartLine, CartStatus, NewCart, NewCartLine, Seller, StoreTx};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -167,18 +167,32 @@ async fn open_cart(tx: &mut dyn StoreTx, caller: &Caller, cart_id: &str) -> ApiR
     }
 }
 
-/// Bumps the cart version, writes the audit row and renders the fresh cart.
+/// Records a change already made to `cart` in memory: bumps the stored version, writes the audit row
+/// and renders `cart` as the change left it.
+///
+/// The cart is not read back: inside the write transaction the copy read at the start plus the change
+/// is exactly what a read would return (lines in the same order, prices from the same rows), and a
+/// second joined read was the largest single cost of a cart change. The seller record comes from the
+/// app's seller cache, as for `GET` (see [`App::cached_seller`]).
 async fn finish_change(
+    app: &App,
     tx: &mut dyn StoreTx,
     caller: &Caller,
-    cart_id: &str,
+    mut cart: Cart,
+    now: i64,
     action: &str,
 ) -> ApiResult<CartView> {
-    tx.touch_cart(cart_id, now_ms()).await?;
-    tx.insert_audit(&super::audit(caller, action, Some(cart_id))).await?;
-    let cart = owned(tx.get_cart(cart_id).await?, caller, cart_id)?;
-    let seller = seller_in_tx(tx, &cart).await?;
-    Ok(cart_view(&cart, &seller))
+    tx.touch_cart(&cart.id, now).await?;
+    tx.insert_audit(&super::audit(caller, action, Some(&cart.id))).await?;
+    cart.version += 1;
+    cart.updated_at = now;
+    // The order of the joined read: `ORDER BY i.created_at, i.id`.
+    cart.lines.sort_by(|a, b| (a.created_at, &a.item_id).cmp(&(b.created_at, &b.item_id)));
+    match app.cached_seller(&cart.seller_id).await? {
+        Some(seller) => Ok(cart_view_with(&cart, &seller.seller, seller.cart_record.clone())),
+        // Imported in this transaction's batch, not committed yet.
+        None => Ok(cart_view(&cart, &seller_in_tx(tx, &cart).await?)),
+    }
 }
 
 pub async fn create_cart(
@@ -226,6 +240,7 @@ pub async fn get_cart(app: &App, caller: &Caller, cart_id: &str) -> ApiResult<Ca
 }
 
 pub async fn add_item(
+    app: &App,
     tx: &mut dyn StoreTx,
     caller: &Caller,
     cart_id: &str,
@@ -235,42 +250,59 @@ pub async fn add_item(
     if input.quantity < 1 {
         return Err(ApiError::validation("quantity", "must be at least 1"));
     }
-    let cart = open_cart(tx, caller, cart_id).await?;
-    let variant = tx
+    let mut cart = open_cart(tx, caller, cart_id).await?;
+    let found = tx
         .get_variant(&input.variant_id)
         .await?
         .ok_or_else(|| ApiError::variant_not_found(&input.variant_id))?;
-    if variant.seller_id != cart.seller_id {
+    if found.seller_id != cart.seller_id {
         if caller.seller_id().is_some() {
             return Err(ApiError::variant_not_found(&input.variant_id));
         }
         let cart_seller = seller_in_tx(tx, &cart).await?;
-        let variant_seller = tx.get_seller(&variant.seller_id).await?.map(|s| s.handle).unwrap_or_default();
+        let variant_seller = tx.get_seller(&found.seller_id).await?.map(|s| s.handle).unwrap_or_default();
         return Err(ApiError::seller_mismatch(&cart_seller.handle, &variant_seller));
     }
-    let limits = tx.get_limits().await?;
-    let existing = cart.lines.iter().find(|l| l.variant_id == input.variant_id);
-    let resulting = existing.map_or(0, |l| l.quantity).saturating_add(input.quantity);
+    let limits = app.limits.get(&app.store).await?;
+    let existing = cart.lines.iter_mut().find(|l| l.variant_id == input.variant_id);
+    let resulting = existing.as_ref().map_or(0, |l| l.quantity).saturating_add(input.quantity);
     if resulting > limits.max_item_quantity {
         return Err(ApiError::quantity_exceeds_limit(limits.max_item_quantity, resulting));
     }
     let now = now_ms();
     match existing {
-        Some(line) => tx.set_cart_line_quantity(&line.item_id, resulting, now).await?,
+        Some(line) => {
+            tx.set_cart_line_quantity(&line.item_id, resulting, now).await?;
+            line.quantity = resulting;
+        }
         None => {
             let line = NewCartLine {
                 item_id: new_id(IdKind::CartItem),
                 cart_id: cart.id.clone(),
-                variant_id: input.variant_id.clone(),
+                variant_id: input.variant_id,
                 quantity: resulting,
             };
             tx.insert_cart_line(&line, now).await?;
+            let variant = found.variant;
+            cart.lines.push(CartLine {
+                item_id: line.item_id,
+                variant_id: line.variant_id,
+                product_id: variant.product_id,
+                product_title: found.product_title,
+                variant_name: variant.name,
+                sku: variant.sku,
+                unit_price_cents: variant.price_cents,
+                quantity: resulting,
+                inventory: variant.inventory,
+                created_at: now,
+            });
         }
     }
-    finish_change(tx, caller, cart_id, "cart.add_item").await
+    finish_change(app, tx, caller, cart, now, "cart.add_item").await
 }
 
 pub async fn update_item(
+    app: &App,
     tx: &mut dyn StoreTx,
     caller: &Caller,
     cart_id: &str,
@@ -281,33 +313,41 @@ pub async fn update_item(
     if input.quantity < 0 {
         return Err(ApiError::validation("quantity", "must be 0 or more (0 removes the line)"));
     }
-    let cart = open_cart(tx, caller, cart_id).await?;
-    let line =
-        cart.lines.iter().find(|l| l.item_id == item_id).ok_or_else(|| ApiError::item_not_found(item_id))?;
+    let mut cart = open_cart(tx, caller, cart_id).await?;
+    let index = line_index(&cart, item_id)?;
+    let now = now_ms();
     if input.quantity == 0 {
-        tx.delete_cart_line(&line.item_id).await?;
+        tx.delete_cart_line(item_id).await?;
+        cart.lines.remove(index);
     } else {
-        let limits = tx.get_limits().await?;
+        let limits = app.limits.get(&app.store).await?;
         if input.quantity > limits.max_item_quantity {
             return Err(ApiError::quantity_exceeds_limit(limits.max_item_quantity, input.quantity));
         }
-        tx.set_cart_line_quantity(&line.item_id, input.quantity, now_ms()).await?;
+        tx.set_cart_line_quantity(item_id, input.quantity, now).await?;
+        cart.lines[index].quantity = input.quantity;
     }
-    finish_change(tx, caller, cart_id, "cart.update_item").await
+    finish_change(app, tx, caller, cart, now, "cart.update_item").await
 }
 
 pub async fn remove_item(
+    app: &App,
     tx: &mut dyn StoreTx,
     caller: &Caller,
     cart_id: &str,
     item_id: &str,
 ) -> ApiResult<CartView> {
     caller.require(Scope::CheckoutWrite)?;
-    let cart = open_cart(tx, caller, cart_id).await?;
-    let line =
-        cart.lines.iter().find(|l| l.item_id == item_id).ok_or_else(|| ApiError::item_not_found(item_id))?;
-    tx.delete_cart_line(&line.item_id).await?;
-    finish_change(tx, caller, cart_id, "cart.remove_item").await
+    let mut cart = open_cart(tx, caller, cart_id).await?;
+    let index = line_index(&cart, item_id)?;
+    tx.delete_cart_line(item_id).await?;
+    cart.lines.remove(index);
+    finish_change(app, tx, caller, cart, now_ms(), "cart.remove_item").await
+}
+
+/// The position of line `item_id` in `cart`; `item_not_found` if it has none.
+fn line_index(cart: &Cart, item_id: &str) -> ApiResult<usize> {
+    cart.lines.iter().position(|l| l.item_id == item_id).ok_or_else(|| ApiError::item_not_found(item_id))
 }
 
 /// Validates an address body: unknown fields and invalid values are `422 validation_error`; fields of
@@ -330,14 +370,17 @@ pub fn parse_address(body: Value) -> ApiResult<ShippingAddress> {
 }
 
 pub async fn set_shipping_address(
+    app: &App,
     tx: &mut dyn StoreTx,
     caller: &Caller,
     cart_id: &str,
     body: Value,
 ) -> ApiResult<CartView> {
     caller.require(Scope::CheckoutWrite)?;
-    let cart = open_cart(tx, caller, cart_id).await?;
+    let mut cart = open_cart(tx, caller, cart_id).await?;
     let address = parse_address(body)?;
-    tx.set_cart_shipping_address(&cart.id, &address, now_ms()).await?;
-    finish_change(tx, caller, cart_id, "cart.set_shipping_address").await
+    let now = now_ms();
+    tx.set_cart_shipping_address(&cart.id, &address, now).await?;
+    cart.shipping_address = Some(address);
+    finish_change(app, tx, caller, cart, now, "cart.set_shipping_address").await
 }

@@ -102,6 +102,76 @@ async fn delete_removes_a_line() {
         .assert_error(404, "item_not_found");
 }
 
+/// A change answers with the cart it composed in memory (no read-back); it must be exactly what a
+/// fresh read of the database renders: lines, their order, quantities, prices, totals, address,
+/// `updated_at`.
+#[tokio::test]
+async fn every_change_answers_the_cart_a_fresh_read_renders() {
+    let t = TestApp::new().await;
+    let key = &t.network_key;
+    let cart = t.cart(key, "trailhead-outfitters").await;
+    let seller = t.store.get_seller_by_handle("trailhead-outfitters").await.unwrap().unwrap();
+    let filter = kifly_store::ProductFilter { seller_id: Some(seller.id.clone()), category: None };
+    let variants: Vec<String> = t
+        .store
+        .list_products(&filter)
+        .await
+        .unwrap()
+        .iter()
+        .flat_map(|p| p.variants.iter().map(|v| v.id.clone()))
+        .take(3)
+        .collect();
+    assert_eq!(variants.len(), 3, "the demo seller has at least three variants");
+    let items = format!("/api/agent/cart/{cart}/items");
+    let fresh = || async {
+        let stored = t.store.get_cart(&cart).await.unwrap().unwrap();
+        serde_json::to_value(kifly::service::carts::cart_view(&stored, &seller)).unwrap()
+    };
+    let item_of = |body: &serde_json::Value, variant: &str| -> String {
+        let line = body["items"].as_array().unwrap().iter().find(|l| l["variant_id"] == variant).unwrap();
+        line["item_id"].as_str().unwrap().to_string()
+    };
+
+    let mut last = serde_json::Value::Null;
+    for (i, variant) in variants.iter().enumerate() {
+        last = t
+            .write(Method::POST, &items, key, json!({"variant_id": variant, "quantity": i + 1}))
+            .await
+            .assert_ok(200);
+        assert_eq!(last, fresh().await, "after adding line {i}");
+    }
+    assert_eq!(last["items"].as_array().unwrap().len(), 3);
+    let again = t
+        .write(Method::POST, &items, key, json!({"variant_id": variants[0], "quantity": 2}))
+        .await
+        .assert_ok(200);
+    assert_eq!(again["items"][0]["quantity"], 3);
+    assert_eq!(again, fresh().await, "after adding to an existing line");
+    assert_ne!(again["updated_at"], serde_json::Value::Null);
+
+    let second = format!("{items}/{}", item_of(&again, &variants[1]));
+    let patched = t.write(Method::PATCH, &second, key, json!({"quantity": 4})).await.assert_ok(200);
+    assert_eq!(patched, fresh().await, "after a quantity change");
+    let first = format!("{items}/{}", item_of(&again, &variants[0]));
+    let deleted = t.write(Method::DELETE, &first, key, serde_json::Value::Null).await.assert_ok(200);
+    assert_eq!(deleted["items"].as_array().unwrap().len(), 2);
+    assert_eq!(deleted, fresh().await, "after deleting a line");
+
+    let address_path = format!("/api/agent/cart/{cart}/shipping-address");
+    let addressed = t.write(Method::PUT, &address_path, key, address("Austin", "TX")).await.assert_ok(200);
+    assert_eq!(addressed, fresh().await, "after setting the address");
+
+    // Re-added, the first variant is a new line, listed last.
+    let readded = t.write(Method::POST, &items, key, json!({"variant_id": variants[0]})).await.assert_ok(200);
+    assert_eq!(readded["items"][2]["variant_id"], variants[0].as_str());
+    assert_eq!(readded, fresh().await, "after re-adding a removed variant");
+    let third = format!("{items}/{}", item_of(&readded, &variants[2]));
+    let zeroed = t.write(Method::PATCH, &third, key, json!({"quantity": 0})).await.assert_ok(200);
+    assert_eq!(zeroed["items"].as_array().unwrap().len(), 2);
+    assert_eq!(zeroed, fresh().await, "after setting a quantity to 0");
+    assert_eq!(t.get(&format!("/api/agent/cart/{cart}"), key).await.assert_ok(200), zeroed);
+}
+
 #[tokio::test]
 async fn network_keys_need_a_seller_and_seller_keys_ignore_it() {
     let t = TestApp::new().await;
