@@ -695,6 +695,64 @@ async fn idempotency_record_commits_with_the_business_write_or_not_at_all() {
     assert_eq!(claim_at(&store, &key, "fp", T0 + 3).await, ClaimOutcome::Replay(response(201, "again")));
 }
 
+/// Claims made inside the business transaction (every cart change): whatever a backend writes for
+/// the claim, and when, the outcome commits with the transaction or not at all, and the claim answers
+/// like a claim on its own against records of either kind.
+#[tokio::test]
+async fn idempotency_claims_inside_a_transaction() {
+    let (store, _guard) = open_store().await;
+    let in_tx = |key: &'static str, fingerprint: &'static str, now: i64| {
+        let store = Arc::clone(&store);
+        async move {
+            let mut tx = store.begin_write().await.unwrap();
+            let outcome = tx.claim_idempotency(&scope(key), fingerprint, now, LEASE).await.unwrap();
+            (tx, outcome)
+        }
+    };
+
+    // Claimed, completed and committed: replayed afterwards, by either kind of claim.
+    let (mut tx, outcome) = in_tx("k1", "fp-a", T0).await;
+    let claim = expect_claimed(outcome);
+    tx.complete_idempotency(&claim, &response(200, "done"), T0 + 1).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(
+        claim_at(&store, &scope("k1"), "fp-a", T0 + 2).await,
+        ClaimOutcome::Replay(response(200, "done"))
+    );
+    assert_eq!(in_tx("k1", "fp-a", T0 + 2).await.1, ClaimOutcome::Replay(response(200, "done")));
+    assert_eq!(in_tx("k1", "fp-b", T0 + 2).await.1, ClaimOutcome::Conflict);
+
+    // Claimed and rolled back: nothing is left to block the key.
+    let (tx, outcome) = in_tx("k2", "fp-a", T0).await;
+    expect_claimed(outcome);
+    drop(tx);
+    expect_claimed(claim_at(&store, &scope("k2"), "fp-b", T0 + 1).await);
+
+    // Against a claim in flight (a payment's lease): in progress, or a conflict.
+    expect_claimed(claim_at(&store, &scope("k3"), "fp-a", T0).await);
+    assert_eq!(in_tx("k3", "fp-a", T0 + 1).await.1, ClaimOutcome::InProgress);
+    assert_eq!(in_tx("k3", "fp-b", T0 + 1).await.1, ClaimOutcome::Conflict);
+
+    // After that lease ran out, the transaction takes the key over; the stalled holder cannot finish.
+    let stalled = expect_claimed(claim_at(&store, &scope("k4"), "fp-a", T0).await);
+    let (mut tx, outcome) = in_tx("k4", "fp-a", T0 + LEASE + 1).await;
+    let taken = expect_claimed(outcome);
+    tx.complete_idempotency(&taken, &response(201, "taken"), T0 + LEASE + 2).await.unwrap();
+    tx.commit().await.unwrap();
+    let mut late = store.begin_write().await.unwrap();
+    let lost = late.complete_idempotency(&stalled, &response(200, "late"), T0 + LEASE + 3).await;
+    assert!(matches!(lost, Err(StoreError::Conflict(_))), "late completion: {lost:?}");
+    drop(late);
+    assert_eq!(
+        claim_at(&store, &scope("k4"), "fp-a", T0 + LEASE + 4).await,
+        ClaimOutcome::Replay(response(201, "taken"))
+    );
+
+    // A claim made in the transaction keeps its time: purged with the records of that time.
+    assert_eq!(store.purge_idempotency(T0 + 1).await.unwrap(), 2, "k1 and k4, both claimed at T0");
+    expect_claimed(claim_at(&store, &scope("k1"), "fp-b", T0 + 5).await);
+}
+
 #[tokio::test]
 async fn idempotency_purge_deletes_only_old_finished_records() {
     let (store, _guard) = open_store().await;

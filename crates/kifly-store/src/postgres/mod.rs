@@ -70,6 +70,10 @@ const AUDIT_ROWS_PER_INSERT: usize = 100;
 /// The rows after the last full chunk go in one more statement: each statement is a round trip.
 const AUDIT_REST_ROW_BY_ROW: bool = false;
 
+/// Concurrent transactions claim the same scope through the unique index: the claim's in-flight
+/// record is what makes a second one wait, so it is written at once.
+const CLAIMS_WAIT_FOR_OUTCOME: bool = false;
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// How long a request waits for a pooled connection before answering 503.

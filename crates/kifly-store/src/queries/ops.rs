@@ -56,8 +56,7 @@ async fn try_claim(
     now: i64,
     lease_ms: i64,
 ) -> StoreResult<Option<ClaimOutcome>> {
-    let claim_token = ulid::Ulid::new().to_string();
-    let claimed = IdempotencyClaim { scope: scope.clone(), claim_token: claim_token.clone() };
+    let claimed = new_claim(scope);
     let inserted = sql::query(
         "INSERT INTO idempotency_records (principal, method, path, idem_key, fingerprint, state, claim_token, lease_expires_at, created_at)
          VALUES ($1, $2, $3, $4, $5, 'in_flight', $6, $7, $8)
@@ -68,7 +67,7 @@ async fn try_claim(
     .bind(&scope.path)
     .bind(&scope.key)
     .bind(fingerprint)
-    .bind(&claim_token)
+    .bind(&claimed.claim_token)
     .bind(now + lease_ms)
     .bind(now)
     .execute(&mut *conn)
@@ -77,6 +76,55 @@ async fn try_claim(
     if inserted.rows_affected() == 1 {
         return Ok(Some(ClaimOutcome::Claimed(claimed)));
     }
+    settle_existing(conn, claimed, fingerprint, now, lease_ms).await
+}
+
+fn new_claim(scope: &IdempotencyScope) -> IdempotencyClaim {
+    IdempotencyClaim { scope: scope.clone(), claim_token: ulid::Ulid::new().to_string() }
+}
+
+/// A claim that wrote nothing yet: its record is inserted, finished, with the outcome
+/// ([`complete_pending_claim`]). Only where the transaction holding it is the database's only
+/// writer (SQLite), so nobody can insert the same scope in between.
+pub(super) struct PendingClaim {
+    claim: IdempotencyClaim,
+    fingerprint: String,
+    created_at: i64,
+    lease_expires_at: i64,
+}
+
+/// Claims a scope inside a transaction that is the database's only writer: reads the scope's record
+/// and, if there is none, writes nothing until the outcome is stored ([`PendingClaim`]). Saves writing
+/// the record twice (once in flight, once finished) in every cart change.
+pub(super) async fn claim_pending(
+    conn: &mut Conn,
+    scope: &IdempotencyScope,
+    fingerprint: &str,
+    now: i64,
+    lease_ms: i64,
+) -> StoreResult<(ClaimOutcome, Option<PendingClaim>)> {
+    let claimed = new_claim(scope);
+    if let Some(settled) = settle_existing(conn, claimed.clone(), fingerprint, now, lease_ms).await? {
+        return Ok((settled, None));
+    }
+    let pending = PendingClaim {
+        claim: claimed.clone(),
+        fingerprint: fingerprint.to_string(),
+        created_at: now,
+        lease_expires_at: now + lease_ms,
+    };
+    Ok((ClaimOutcome::Claimed(claimed), Some(pending)))
+}
+
+/// What an existing record of the scope means for a new claim; `None` when there is no record.
+async fn settle_existing(
+    conn: &mut Conn,
+    claimed: IdempotencyClaim,
+    fingerprint: &str,
+    now: i64,
+    lease_ms: i64,
+) -> StoreResult<Option<ClaimOutcome>> {
+    let scope = &claimed.scope;
     let Some(row) = sql::query(
         "SELECT fingerprint, state, lease_expires_at, status, response_body FROM idempotency_records
          WHERE principal = $1 AND method = $2 AND path = $3 AND idem_key = $4",
@@ -118,7 +166,7 @@ async fn try_claim(
     .bind(&scope.method)
     .bind(&scope.path)
     .bind(&scope.key)
-    .bind(&claim_token)
+    .bind(&claimed.claim_token)
     .bind(now + lease_ms)
     .bind(now)
     .execute(&mut *conn)
@@ -129,6 +177,38 @@ async fn try_claim(
     } else {
         ClaimOutcome::InProgress
     }))
+}
+
+/// Stores the outcome of a [`PendingClaim`]: its record, inserted finished. Returns `Ok(false)`
+/// (writing nothing) when `claim` is not the pending one.
+pub(super) async fn complete_pending_claim(
+    conn: &mut Conn,
+    pending: &PendingClaim,
+    claim: &IdempotencyClaim,
+    response: &StoredResponse,
+) -> StoreResult<bool> {
+    if pending.claim != *claim {
+        return Ok(false);
+    }
+    let s = &claim.scope;
+    sql::query(
+        "INSERT INTO idempotency_records (principal, method, path, idem_key, fingerprint, state, claim_token, lease_expires_at, status, response_body, created_at)
+         VALUES ($1, $2, $3, $4, $5, 'done', $6, $7, $8, $9, $10)",
+    )
+    .bind(&s.principal)
+    .bind(&s.method)
+    .bind(&s.path)
+    .bind(&s.key)
+    .bind(&pending.fingerprint)
+    .bind(&claim.claim_token)
+    .bind(pending.lease_expires_at)
+    .bind(i64::from(response.status))
+    .bind(&response.body)
+    .bind(pending.created_at)
+    .execute(conn)
+    .await
+    .map_err(map_err)?;
+    Ok(true)
 }
 
 pub(super) async fn complete_idempotency(

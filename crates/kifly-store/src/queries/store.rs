@@ -34,7 +34,7 @@ impl Store for BackendStore {
 
     async fn begin_write(&self) -> StoreResult<Box<dyn StoreTx>> {
         let tx = self.begin().await?;
-        Ok(Box::new(BackendTx { tx, direct: self.direct_reads().cloned() }))
+        Ok(Box::new(BackendTx { tx, direct: self.direct_reads().cloned(), pending_claim: None }))
     }
 
     async fn import_catalog(&self, file: &CatalogFile, now: i64) -> StoreResult<ImportSummary> {
@@ -223,6 +223,8 @@ pub(super) struct BackendTx {
     pub(super) tx: Tx,
     /// The backend's reads without a round trip, if it has them (see `get_seller`).
     pub(super) direct: Option<Arc<DirectReads>>,
+    /// This transaction's claim, not written yet (see [`super::ops::PendingClaim`]).
+    pub(super) pending_claim: Option<super::ops::PendingClaim>,
 }
 
 impl BackendTx {
@@ -310,7 +312,13 @@ impl StoreTx for BackendTx {
         now: i64,
         lease_ms: i64,
     ) -> StoreResult<ClaimOutcome> {
-        super::ops::claim_idempotency(&mut self.tx, scope, fingerprint, now, lease_ms).await
+        if !super::CLAIMS_WAIT_FOR_OUTCOME {
+            return super::ops::claim_idempotency(&mut self.tx, scope, fingerprint, now, lease_ms).await;
+        }
+        let (outcome, pending) =
+            super::ops::claim_pending(&mut self.tx, scope, fingerprint, now, lease_ms).await?;
+        self.pending_claim = pending;
+        Ok(outcome)
     }
 
     async fn complete_idempotency(
@@ -319,6 +327,11 @@ impl StoreTx for BackendTx {
         response: &StoredResponse,
         now: i64,
     ) -> StoreResult<()> {
+        if let Some(pending) = self.pending_claim.take()
+            && super::ops::complete_pending_claim(&mut self.tx, &pending, claim, response).await?
+        {
+            return Ok(());
+        }
         super::ops::complete_idempotency(&mut self.tx, claim, response, now).await
     }
 

@@ -50,6 +50,11 @@ const BACKEND_NAME: &str = "sqlite";
 /// SQLite has no row locks; the writer transaction is exclusive already.
 const CART_FOR_UPDATE_SQL: Option<&str> = None;
 
+/// A claim inside a write transaction writes its record only with the outcome
+/// (`ops::PendingClaim`): the transaction is SQLite's only writer, so nobody else can claim the same
+/// scope meanwhile.
+const CLAIMS_WAIT_FOR_OUTCOME: bool = true;
+
 /// One writer at a time anyway, so a plain delete.
 const PURGE_IDEMPOTENCY_SQL: &str =
     "DELETE FROM idempotency_records WHERE created_at < $1 AND (state = 'done' OR lease_expires_at < $1)";
