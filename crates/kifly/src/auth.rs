@@ -7,18 +7,16 @@
 //! equality in the database (an index probe on a value the attacker cannot compute), so no timing
 //! side channel on the secret exists; the display prefix is never used for lookup.
 //!
-//! Resolution happens once per request in [`resolve`] (middleware), so the rate limiter can key on
-//! the token and handlers read the result through the [`Caller`] extractor.
+//! Resolution happens once per request in [`resolve`] (called by the HTTP edge middleware), so the
+//! rate limiter can key on the token and handlers read the result through the [`Caller`] extractor.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::{FromRequestParts, Request, State};
+use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
-use axum::middleware::Next;
-use axum::response::Response;
 use hmac::{Hmac, KeyInit, Mac};
 use kifly_core::scope::Scope;
 use kifly_store::{ApiKey, Store};
@@ -157,24 +155,20 @@ impl KeyCache {
     }
 }
 
-/// Resolves the caller's key for every agent API request ([`crate::http::is_agent_api`]) and stores an
-/// [`AuthState`] in the request.
-pub async fn resolve(State(app): State<App>, mut request: Request, next: Next) -> Response {
-    if !crate::http::is_agent_api(request.uri().path()) {
-        return next.run(request).await;
-    }
+/// Resolves the caller's key of an agent API request ([`crate::http::is_agent_api`]) and stores an
+/// [`AuthState`] in the request. A failed lookup is the error to answer with.
+pub async fn resolve(app: &App, request: &mut Request) -> Result<(), ApiError> {
     let state = match presented_key(request.headers()) {
         None => AuthState::Missing,
         Some(key) if !key.starts_with(KEY_PREFIX) => AuthState::Invalid,
-        Some(key) => match app.keys.lookup(&app.store, &app.key_hasher.hash(&key)).await {
-            Ok(Some(found)) if found.revoked_at.is_some() => AuthState::Revoked,
-            Ok(Some(found)) => AuthState::Authenticated(Caller { key: found }),
-            Ok(None) => AuthState::Invalid,
-            Err(e) => return axum::response::IntoResponse::into_response(e),
+        Some(key) => match app.keys.lookup(&app.store, &app.key_hasher.hash(&key)).await? {
+            Some(found) if found.revoked_at.is_some() => AuthState::Revoked,
+            Some(found) => AuthState::Authenticated(Caller { key: found }),
+            None => AuthState::Invalid,
         },
     };
     request.extensions_mut().insert(state);
-    next.run(request).await
+    Ok(())
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Caller {

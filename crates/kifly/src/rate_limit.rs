@@ -14,9 +14,8 @@ use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use axum::extract::{ConnectInfo, Request, State};
-use axum::http::HeaderValue;
-use axum::middleware::Next;
+use axum::extract::ConnectInfo;
+use axum::http::{Extensions, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 
 use crate::app::App;
@@ -133,29 +132,27 @@ fn group(path: &str) -> &'static str {
     }
 }
 
-/// Middleware for the agent API ([`crate::http::is_agent_api`]): counts the request against the caller's bucket (per token, or per client IP
-/// for requests without a valid key), answers 429 when it is spent, and sets the `x-ratelimit-*`
-/// headers on every response.
-pub async fn enforce(State(app): State<App>, request: Request, next: Next) -> Response {
-    if !crate::http::is_agent_api(request.uri().path()) {
-        return next.run(request).await;
-    }
-    let caller = match request.extensions().get::<AuthState>() {
+/// The limit check of an agent API request ([`crate::http::is_agent_api`]) to `path`, whose
+/// extensions hold the [`AuthState`]: counts it against the caller's bucket (per token, or per
+/// client IP for requests without a valid key). `None` when that bucket's group is not limited;
+/// otherwise the caller answers [`Decision::refusal`] when it is not allowed, and puts
+/// [`Decision::set_headers`] on every response.
+pub async fn check(app: &App, path: &str, extensions: &Extensions) -> Option<Decision> {
+    let caller = match extensions.get::<AuthState>() {
         Some(AuthState::Authenticated(caller)) => Some(caller),
         _ => None,
     };
-    let group = caller.map(|_| group(request.uri().path()));
+    let group = caller.map(|_| group(path));
     let rate = match group {
         Some(group) => app.rates.for_group(group),
         None => app.rates.anon,
     };
     // The bucket key is built only when the group is limited.
-    let Some(rate) = rate else { return next.run(request).await };
+    let rate = rate?;
     let key = match (caller, group) {
         (Some(caller), Some(group)) => format!("{group}:{}", caller.id()),
         _ => {
-            let ip = request
-                .extensions()
+            let ip = extensions
                 .get::<ConnectInfo<SocketAddr>>()
                 .map(|c| c.0.ip().to_string())
                 .unwrap_or_else(|| "local".into());
@@ -163,17 +160,24 @@ pub async fn enforce(State(app): State<App>, request: Request, next: Next) -> Re
         }
     };
     let decision = app.limiter.check(&key, rate).await;
-    let mut response = if decision.allowed {
-        next.run(request).await
-    } else {
+    if !decision.allowed {
         metrics::counter!("kifly_rate_limit_rejections_total").increment(1);
-        ApiError::rate_limited(decision.retry_after_secs).into_response()
-    };
-    let headers = response.headers_mut();
-    headers.insert("x-ratelimit-limit", HeaderValue::from(decision.limit));
-    headers.insert("x-ratelimit-remaining", HeaderValue::from(decision.remaining));
-    headers.insert("x-ratelimit-reset", HeaderValue::from(decision.reset_secs));
-    response
+    }
+    Some(decision)
+}
+
+impl Decision {
+    /// The `429 rate_limited` answer to a request that is not allowed.
+    pub fn refusal(&self) -> Response {
+        ApiError::rate_limited(self.retry_after_secs).into_response()
+    }
+
+    /// Sets the `x-ratelimit-*` headers.
+    pub fn set_headers(&self, headers: &mut HeaderMap) {
+        headers.insert("x-ratelimit-limit", HeaderValue::from(self.limit));
+        headers.insert("x-ratelimit-remaining", HeaderValue::from(self.remaining));
+        headers.insert("x-ratelimit-reset", HeaderValue::from(self.reset_secs));
+    }
 }
 
 /// The configured limit per group; `None` = off.
