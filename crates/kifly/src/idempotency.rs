@@ -61,38 +61,44 @@ pub struct Idempotent {
 
 /// Serialises `value` canonically: object keys sorted at every depth, no whitespace.
 pub fn canonical_json(value: &Value) -> String {
-    fn write(value: &Value, out: &mut String) {
-        match value {
-            Value::Object(map) => {
-                let mut keys: Vec<&String> = map.keys().collect();
-                keys.sort();
-                out.push('{');
-                for (i, k) in keys.into_iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    out.push_str(&Value::String(k.clone()).to_string());
-                    out.push(':');
-                    write(&map[k], out);
+    let mut out = Vec::with_capacity(128);
+    write_canonical(value, &mut out);
+    // Only serde_json's output and ASCII punctuation went in.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Writes strings and scalars with serde_json's own escaping, straight into `out`.
+fn write_canonical(value: &Value, out: &mut Vec<u8>) {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            out.push(b'{');
+            for (i, (key, item)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
                 }
-                out.push('}');
+                // Writing into a Vec cannot fail.
+                let _ = serde_json::to_writer(&mut *out, key);
+                out.push(b':');
+                write_canonical(item, out);
             }
-            Value::Array(items) => {
-                out.push('[');
-                for (i, item) in items.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    write(item, out);
+            out.push(b'}');
+        }
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
                 }
-                out.push(']');
+                write_canonical(item, out);
             }
-            scalar => out.push_str(&scalar.to_string()),
+            out.push(b']');
+        }
+        scalar => {
+            let _ = serde_json::to_writer(&mut *out, scalar);
         }
     }
-    let mut out = String::new();
-    write(value, &mut out);
-    out
 }
 
 pub fn fingerprint(value: &Value) -> String {
@@ -409,6 +415,9 @@ mod tests {
         assert_eq!(fingerprint(&a), fingerprint(&reordered));
         assert_ne!(fingerprint(&json!({"a": [1, 2]})), fingerprint(&json!({"a": [2, 1]})));
         assert_ne!(fingerprint(&json!({"a": null})), fingerprint(&json!({})));
+        // Strings and keys keep serde_json's escaping; numbers its formatting.
+        let escaped = json!({"b\"q": "é\n", "a": [1.5, true, null, -7]});
+        assert_eq!(canonical_json(&escaped), r#"{"a":[1.5,true,null,-7],"b\"q":"é\n"}"#);
     }
 
     #[test]
