@@ -248,6 +248,20 @@ pub(super) mod tests {
         assert!(database_path("postgres://x").is_err());
     }
 
+    /// The joined cart read (first statement of every cart change) walks an index in line order
+    /// rather than sorting the lines (migration 0005).
+    #[tokio::test]
+    async fn the_cart_read_needs_no_sort() {
+        let (_dir, path, _store) = migrated_file_store().await;
+        let conn = rusqlite::Connection::open(&path).expect("open");
+        let mut plan =
+            conn.prepare(&format!("EXPLAIN QUERY PLAN {}", super::carts::CART_WITH_LINES_SQL)).expect("plan");
+        let steps: Vec<String> =
+            plan.query_map(["cart_x"], |row| row.get(3)).expect("query").collect::<Result<_, _>>().expect("rows");
+        assert!(steps.iter().any(|s| s.contains("cart_items_cart_order")), "{steps:?}");
+        assert!(!steps.iter().any(|s| s.contains("TEMP B-TREE")), "{steps:?}");
+    }
+
     /// An in-memory database has only its writer, which then also serves reads.
     #[tokio::test]
     async fn an_in_memory_database_reads_and_writes_on_its_one_connection() {
