@@ -256,8 +256,11 @@ pub(super) mod tests {
         let conn = rusqlite::Connection::open(&path).expect("open");
         let mut plan =
             conn.prepare(&format!("EXPLAIN QUERY PLAN {}", super::carts::CART_WITH_LINES_SQL)).expect("plan");
-        let steps: Vec<String> =
-            plan.query_map(["cart_x"], |row| row.get(3)).expect("query").collect::<Result<_, _>>().expect("rows");
+        let steps: Vec<String> = plan
+            .query_map(["cart_x"], |row| row.get(3))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows");
         assert!(steps.iter().any(|s| s.contains("cart_items_cart_order")), "{steps:?}");
         assert!(!steps.iter().any(|s| s.contains("TEMP B-TREE")), "{steps:?}");
     }
