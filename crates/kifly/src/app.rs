@@ -107,6 +107,13 @@ impl App {
     }
 
     /// A seller by id with its rendered cart record, shared from the seller cache.
+    /// Seller `id` from a fresh seller cache, without asking the store: for code holding a write
+    /// transaction, which must read through it instead (a pooled read could wait for the very
+    /// connection the transaction holds).
+    pub fn fresh_cached_seller(&self, id: &str) -> Option<Arc<CachedSeller>> {
+        self.sellers.fresh()?.iter().find(|s| s.seller.id == id).cloned()
+    }
+
     pub async fn cached_seller(&self, id: &str) -> Result<Option<Arc<CachedSeller>>, ApiError> {
         if let Some(cached) = self.sellers.all(&self.store).await?.iter().find(|s| s.seller.id == id) {
             return Ok(Some(cached.clone()));
@@ -174,17 +181,26 @@ pub struct LimitsCache {
 
 impl LimitsCache {
     pub async fn get(&self, store: &Arc<dyn Store>) -> Result<PlatformLimits, ApiError> {
-        if let Ok(guard) = self.cached.lock()
-            && let Some((at, limits)) = *guard
-            && at.elapsed() < LIMITS_TTL
-        {
+        if let Some(limits) = self.fresh() {
             return Ok(limits);
         }
         let limits = store.get_limits().await?;
+        self.remember(limits);
+        Ok(limits)
+    }
+
+    /// The cached limits, if younger than [`LIMITS_TTL`]; never asks the store.
+    pub fn fresh(&self) -> Option<PlatformLimits> {
+        let guard = self.cached.lock().ok()?;
+        let (at, limits) = (*guard)?;
+        (at.elapsed() < LIMITS_TTL).then_some(limits)
+    }
+
+    /// Caches `limits`, read just now.
+    pub fn remember(&self, limits: PlatformLimits) {
         if let Ok(mut guard) = self.cached.lock() {
             *guard = Some((Instant::now(), limits));
         }
-        Ok(limits)
     }
 }
 
@@ -212,11 +228,8 @@ impl CachedSeller {
 
 impl SellerCache {
     pub async fn all(&self, store: &Arc<dyn Store>) -> Result<Sellers, ApiError> {
-        if let Ok(guard) = self.cached.lock()
-            && let Some((at, sellers)) = guard.as_ref()
-            && at.elapsed() < LIMITS_TTL
-        {
-            return Ok(sellers.clone());
+        if let Some(sellers) = self.fresh() {
+            return Ok(sellers);
         }
         let sellers: Arc<Vec<_>> = Arc::new(
             store.list_sellers().await?.into_iter().map(|s| Arc::new(CachedSeller::new(s))).collect(),
@@ -225,6 +238,13 @@ impl SellerCache {
             *guard = Some((Instant::now(), sellers.clone()));
         }
         Ok(sellers)
+    }
+
+    /// The cached sellers, if younger than the TTL; never asks the store.
+    pub fn fresh(&self) -> Option<Sellers> {
+        let guard = self.cached.lock().ok()?;
+        let (at, sellers) = guard.as_ref()?;
+        (at.elapsed() < LIMITS_TTL).then(|| sellers.clone())
     }
 }
 

@@ -4,6 +4,7 @@
 use kifly_core::address::{ADDRESS_FIELDS, AddressInput, ShippingAddress};
 use kifly_core::coverage::CoverageRecord;
 use kifly_core::ids::{IdKind, is_valid, new_id};
+use kifly_core::limits::PlatformLimits;
 use kifly_core::money::CURRENCY;
 use kifly_core::scope::Scope;
 use kifly_store::{Cart, CartLine, CartStatus, NewCart, NewCartLine, Seller, StoreTx};
@@ -173,7 +174,7 @@ async fn open_cart(tx: &mut dyn StoreTx, caller: &Caller, cart_id: &str) -> ApiR
 /// The cart is not read back: inside the write transaction the copy read at the start plus the change
 /// is exactly what a read would return (lines in the same order, prices from the same rows), and a
 /// second joined read was the largest single cost of a cart change. The seller record comes from the
-/// app's seller cache, as for `GET` (see [`App::cached_seller`]).
+/// app's seller cache while it is fresh, as for `GET`, otherwise from `tx`.
 async fn finish_change(
     app: &App,
     tx: &mut dyn StoreTx,
@@ -188,11 +189,22 @@ async fn finish_change(
     cart.updated_at = now;
     // The order of the joined read: `ORDER BY i.created_at, i.id`.
     cart.lines.sort_by(|a, b| (a.created_at, &a.item_id).cmp(&(b.created_at, &b.item_id)));
-    match app.cached_seller(&cart.seller_id).await? {
+    match app.fresh_cached_seller(&cart.seller_id) {
         Some(seller) => Ok(cart_view_with(&cart, &seller.seller, seller.cart_record.clone())),
-        // Imported in this transaction's batch, not committed yet.
         None => Ok(cart_view(&cart, &seller_in_tx(tx, &cart).await?)),
     }
+}
+
+/// The platform limits for a change: from the limits cache while it is fresh, otherwise read in `tx`
+/// (never through the pool while holding a transaction: on PostgreSQL, requests queued on one
+/// idempotency key can hold every pooled connection; an in-memory SQLite database has one).
+async fn limits_for_change(app: &App, tx: &mut dyn StoreTx) -> ApiResult<PlatformLimits> {
+    if let Some(limits) = app.limits.fresh() {
+        return Ok(limits);
+    }
+    let limits = tx.get_limits().await?;
+    app.limits.remember(limits);
+    Ok(limits)
 }
 
 pub async fn create_cart(
@@ -263,7 +275,7 @@ pub async fn add_item(
         let variant_seller = tx.get_seller(&found.seller_id).await?.map(|s| s.handle).unwrap_or_default();
         return Err(ApiError::seller_mismatch(&cart_seller.handle, &variant_seller));
     }
-    let limits = app.limits.get(&app.store).await?;
+    let limits = limits_for_change(app, tx).await?;
     let existing = cart.lines.iter_mut().find(|l| l.variant_id == input.variant_id);
     let resulting = existing.as_ref().map_or(0, |l| l.quantity).saturating_add(input.quantity);
     if resulting > limits.max_item_quantity {
@@ -320,7 +332,7 @@ pub async fn update_item(
         tx.delete_cart_line(item_id).await?;
         cart.lines.remove(index);
     } else {
-        let limits = app.limits.get(&app.store).await?;
+        let limits = limits_for_change(app, tx).await?;
         if input.quantity > limits.max_item_quantity {
             return Err(ApiError::quantity_exceeds_limit(limits.max_item_quantity, input.quantity));
         }
