@@ -106,7 +106,6 @@ impl App {
         Ok(self.cached_seller(id).await?.map(|cached| cached.seller.clone()))
     }
 
-    /// A seller by id with its rendered cart record, shared from the seller cache.
     /// Seller `id` from a fresh seller cache, without asking the store: for code holding a write
     /// transaction, which must read through it instead (a pooled read could wait for the very
     /// connection the transaction holds).
@@ -114,6 +113,7 @@ impl App {
         self.sellers.fresh()?.iter().find(|s| s.seller.id == id).cloned()
     }
 
+    /// A seller by id with its rendered cart record, shared from the seller cache.
     pub async fn cached_seller(&self, id: &str) -> Result<Option<Arc<CachedSeller>>, ApiError> {
         if let Some(cached) = self.sellers.all(&self.store).await?.iter().find(|s| s.seller.id == id) {
             return Ok(Some(cached.clone()));
