@@ -3,6 +3,7 @@
 
 use std::ops::Deref;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -108,9 +109,28 @@ impl App {
 
     /// Seller `id` from a fresh seller cache, without asking the store: for code holding a write
     /// transaction, which must read through it instead (a pooled read could wait for the very
-    /// connection the transaction holds).
+    /// connection the transaction holds). A stale cache is refreshed by a task of its own, so under
+    /// a stream of writes and no reads the next changes find it fresh again.
     pub fn fresh_cached_seller(&self, id: &str) -> Option<Arc<CachedSeller>> {
-        self.sellers.fresh()?.iter().find(|s| s.seller.id == id).cloned()
+        let Some(sellers) = self.sellers.fresh() else {
+            self.refresh_sellers_in_background();
+            return None;
+        };
+        sellers.iter().find(|s| s.seller.id == id).cloned()
+    }
+
+    /// Starts refreshing the seller cache through the pool, unless a refresh is already running.
+    fn refresh_sellers_in_background(&self) {
+        if self.sellers.refreshing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let app = self.clone();
+        tokio::spawn(async move {
+            if let Err(e) = app.sellers.all(&app.store).await {
+                tracing::warn!(error = %e.message, "could not refresh the seller cache");
+            }
+            app.sellers.refreshing.store(false, Ordering::Release);
+        });
     }
 
     /// A seller by id with its rendered cart record, shared from the seller cache.
@@ -209,6 +229,8 @@ impl LimitsCache {
 #[derive(Default)]
 pub struct SellerCache {
     cached: Mutex<Option<(Instant, Sellers)>>,
+    /// A background refresh is on its way ([`App::fresh_cached_seller`]).
+    refreshing: AtomicBool,
 }
 
 /// Every seller, shared by the cache's readers.

@@ -7,7 +7,7 @@ use kifly_core::ids::{IdKind, is_valid, new_id};
 use kifly_core::limits::PlatformLimits;
 use kifly_core::money::CURRENCY;
 use kifly_core::scope::Scope;
-use kifly_store::{Cart, CartLine, CartStatus, NewCart, NewCartLine, Seller, StoreTx};
+use kifly_store::{Cart, CartLine, CartStatus, NewCart, NewCartLine, Seller, StoreTx, VariantRef};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
@@ -263,31 +263,30 @@ pub async fn add_item(
         return Err(ApiError::validation("quantity", "must be at least 1"));
     }
     let mut cart = open_cart(tx, caller, cart_id).await?;
-    let found = tx
-        .get_variant(&input.variant_id)
-        .await?
-        .ok_or_else(|| ApiError::variant_not_found(&input.variant_id))?;
-    if found.seller_id != cart.seller_id {
-        if caller.seller_id().is_some() {
-            return Err(ApiError::variant_not_found(&input.variant_id));
-        }
-        let cart_seller = seller_in_tx(tx, &cart).await?;
-        let variant_seller = tx.get_seller(&found.seller_id).await?.map(|s| s.handle).unwrap_or_default();
-        return Err(ApiError::seller_mismatch(&cart_seller.handle, &variant_seller));
-    }
+    // A variant that already has a line was checked when the line was added (it exists, and it is
+    // the cart seller's), and the cart read just joined its current row: only a new line needs the
+    // catalog.
+    let target = match cart.lines.iter().position(|l| l.variant_id == input.variant_id) {
+        Some(index) => AddTo::Line(index),
+        None => AddTo::NewLine(variant_for_new_line(tx, caller, &cart, &input.variant_id).await?),
+    };
     let limits = limits_for_change(app, tx).await?;
-    let existing = cart.lines.iter_mut().find(|l| l.variant_id == input.variant_id);
-    let resulting = existing.as_ref().map_or(0, |l| l.quantity).saturating_add(input.quantity);
+    let held = match target {
+        AddTo::Line(index) => cart.lines[index].quantity,
+        AddTo::NewLine(_) => 0,
+    };
+    let resulting = held.saturating_add(input.quantity);
     if resulting > limits.max_item_quantity {
         return Err(ApiError::quantity_exceeds_limit(limits.max_item_quantity, resulting));
     }
     let now = now_ms();
-    match existing {
-        Some(line) => {
+    match target {
+        AddTo::Line(index) => {
+            let line = &mut cart.lines[index];
             tx.set_cart_line_quantity(&line.item_id, resulting, now).await?;
             line.quantity = resulting;
         }
-        None => {
+        AddTo::NewLine(found) => {
             let line = NewCartLine {
                 item_id: new_id(IdKind::CartItem),
                 cart_id: cart.id.clone(),
@@ -311,6 +310,31 @@ pub async fn add_item(
         }
     }
     finish_change(app, tx, caller, cart, now, "cart.add_item").await
+}
+
+/// Where [`add_item`] adds: to the line at this index, or to a new line for this variant.
+enum AddTo {
+    Line(usize),
+    NewLine(VariantRef),
+}
+
+/// The variant a new cart line is for: it must exist and be sold by the cart's seller.
+async fn variant_for_new_line(
+    tx: &mut dyn StoreTx,
+    caller: &Caller,
+    cart: &Cart,
+    variant_id: &str,
+) -> ApiResult<VariantRef> {
+    let found = tx.get_variant(variant_id).await?.ok_or_else(|| ApiError::variant_not_found(variant_id))?;
+    if found.seller_id != cart.seller_id {
+        if caller.seller_id().is_some() {
+            return Err(ApiError::variant_not_found(variant_id));
+        }
+        let cart_seller = seller_in_tx(tx, cart).await?;
+        let variant_seller = tx.get_seller(&found.seller_id).await?.map(|s| s.handle).unwrap_or_default();
+        return Err(ApiError::seller_mismatch(&cart_seller.handle, &variant_seller));
+    }
+    Ok(found)
 }
 
 pub async fn update_item(

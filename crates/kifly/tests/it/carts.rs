@@ -102,6 +102,28 @@ async fn delete_removes_a_line() {
         .assert_error(404, "item_not_found");
 }
 
+/// Under cart changes alone (no reads refresh the seller cache), a change that finds the cache stale
+/// reads its seller in its own transaction and has the cache refreshed in the background, so the
+/// changes after it render the cached record again.
+#[tokio::test]
+async fn a_change_that_finds_the_seller_cache_stale_has_it_refreshed() {
+    let t = TestApp::new().await;
+    let key = &t.network_key;
+    let cart = t.cart(key, "trailhead-outfitters").await;
+    assert!(t.app.sellers.fresh().is_none(), "nothing has read the seller cache yet");
+    let variant = t.variant("TH-ADJ-M-BLK").await;
+    let added = t
+        .write(Method::POST, &format!("/api/agent/cart/{cart}/items"), key, json!({"variant_id": variant}))
+        .await
+        .assert_ok(200);
+    assert_eq!(added["seller"]["handle"], "trailhead-outfitters");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while t.app.sellers.fresh().is_none() {
+        assert!(std::time::Instant::now() < deadline, "the seller cache was not refreshed");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 /// A change answers with the cart it composed in memory (no read-back); it must be exactly what a
 /// fresh read of the database renders: lines, their order, quantities, prices, totals, address,
 /// `updated_at`.
