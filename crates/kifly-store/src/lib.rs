@@ -99,8 +99,9 @@ pub trait Store: Send + Sync + 'static {
     /// The cart for showing it: never older than this process's last write, but a backend may
     /// serve it from memory, so another process's catalog change may take up to a second to show
     /// (SQLite, see `sqlite/cart_cache.rs`; PostgreSQL reads it like [`Store::get_cart`]). Decisions
-    /// about money read with `get_cart`.
-    async fn get_cart_cached(&self, cart_id: &str) -> StoreResult<Option<Cart>>;
+    /// about money read with `get_cart`. While a backend serves one cached copy it returns the same
+    /// `Arc`, so a caller may keep what it derives from the cart (its rendering) by pointer.
+    async fn get_cart_cached(&self, cart_id: &str) -> StoreResult<Option<Arc<Cart>>>;
 
     // --- idempotency ---
     /// Claims `scope` for a new request with this body fingerprint, or reports what already holds it.

@@ -520,7 +520,7 @@ async fn cached_cart_reads_follow_every_write_of_the_store() {
     let (store, _guard) = seeded_store().await;
     create_cart(&store, "cart_1", &[("item_a", "R-RED", 1)]).await;
     let cached = |store: Arc<dyn Store>| async move {
-        store.get_cart_cached("cart_1").await.unwrap().expect("cart_1 exists")
+        Cart::clone(&store.get_cart_cached("cart_1").await.unwrap().expect("cart_1 exists"))
     };
     assert_eq!(cached(store.clone()).await, cart(&store, "cart_1").await);
     assert_eq!(cached(store.clone()).await, cart(&store, "cart_1").await, "read twice");

@@ -1,14 +1,16 @@
 //! The application context shared by every front end (REST, MCP, CLI): the store, the server secret,
 //! caches, the rate limiter and the audit sink. Service functions take `&App`.
 
+use std::collections::HashMap;
 use std::ops::Deref;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use axum::body::Bytes;
 use kifly_core::limits::PlatformLimits;
-use kifly_store::{AuditEntry, Seller, Store};
+use kifly_store::{AuditEntry, Cart, Seller, Store};
 use tokio::sync::mpsc;
 
 use crate::auth::KeyCache;
@@ -35,6 +37,7 @@ pub struct AppInner {
     pub keys: KeyCache,
     pub limits: LimitsCache,
     pub sellers: SellerCache,
+    pub rendered_carts: RenderedCarts,
     pub limiter: Arc<dyn RateLimiter>,
     pub rates: Rates,
     pub audit: AuditSink,
@@ -91,6 +94,7 @@ impl App {
             keys: KeyCache::default(),
             limits: LimitsCache::default(),
             sellers: SellerCache::default(),
+            rendered_carts: RenderedCarts::default(),
             limiter,
             rates,
             config,
@@ -267,6 +271,44 @@ impl SellerCache {
         let guard = self.cached.lock().ok()?;
         let (at, sellers) = guard.as_ref()?;
         (at.elapsed() < LIMITS_TTL).then(|| sellers.clone())
+    }
+}
+
+/// Carts whose rendering is kept at most; when full, the cache starts over.
+const RENDERED_CARTS: usize = 4096;
+
+/// Cart reads' JSON, rendered once per copy of the cart the store serves from memory
+/// ([`Store::get_cart_cached`] returns the same `Arc` while it serves one copy) and per seller-cache
+/// refresh. Rendering and serialising the cart was about a tenth of a cart read's CPU. An entry
+/// holds the cart and seller it was rendered from, so neither can be freed and its address reused
+/// while the entry could still match.
+#[derive(Default)]
+pub struct RenderedCarts {
+    entries: Mutex<HashMap<String, RenderedCart>>,
+}
+
+struct RenderedCart {
+    cart: Arc<Cart>,
+    seller: Arc<CachedSeller>,
+    json: Bytes,
+}
+
+impl RenderedCarts {
+    /// The JSON rendered from exactly this cart and seller, if it is still kept.
+    pub fn get(&self, cart: &Arc<Cart>, seller: &Arc<CachedSeller>) -> Option<Bytes> {
+        let entries = self.entries.lock().ok()?;
+        let entry = entries.get(&cart.id)?;
+        (Arc::ptr_eq(&entry.cart, cart) && Arc::ptr_eq(&entry.seller, seller)).then(|| entry.json.clone())
+    }
+
+    /// Keeps `json`, rendered from `cart` and `seller`.
+    pub fn remember(&self, cart: &Arc<Cart>, seller: &Arc<CachedSeller>, json: Bytes) {
+        let Ok(mut entries) = self.entries.lock() else { return };
+        if entries.len() >= RENDERED_CARTS && !entries.contains_key(&cart.id) {
+            entries.clear();
+        }
+        let entry = RenderedCart { cart: Arc::clone(cart), seller: Arc::clone(seller), json };
+        entries.insert(cart.id.clone(), entry);
     }
 }
 

@@ -87,7 +87,7 @@ impl DirectReads {
         match *self {}
     }
 
-    fn get_cart_cached(&self, _cart_id: &str) -> StoreResult<Option<crate::model::Cart>> {
+    fn get_cart_cached(&self, _cart_id: &str) -> StoreResult<Option<std::sync::Arc<crate::model::Cart>>> {
         match *self {}
     }
 

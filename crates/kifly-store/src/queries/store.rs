@@ -116,11 +116,11 @@ impl Store for BackendStore {
         super::carts::get(self.reader(), cart_id).await
     }
 
-    async fn get_cart_cached(&self, cart_id: &str) -> StoreResult<Option<Cart>> {
+    async fn get_cart_cached(&self, cart_id: &str) -> StoreResult<Option<Arc<Cart>>> {
         if let Some(direct) = self.direct_reads() {
             return direct.get_cart_cached(cart_id);
         }
-        super::carts::get(self.reader(), cart_id).await
+        Ok(super::carts::get(self.reader(), cart_id).await?.map(Arc::new))
     }
 
     async fn claim_idempotency(

@@ -52,7 +52,7 @@ impl Generation {
 struct Entry {
     generation: u64,
     read_at: Instant,
-    cart: Cart,
+    cart: Arc<Cart>,
 }
 
 pub(super) struct CartCache {
@@ -70,7 +70,7 @@ impl CartCache {
         &self,
         cart_id: &str,
         read: impl FnOnce() -> StoreResult<Option<Cart>>,
-    ) -> StoreResult<Option<Cart>> {
+    ) -> StoreResult<Option<Arc<Cart>>> {
         // Loaded before the read: a commit during the read makes what it returns stale at once.
         let generation = self.generation.current();
         if let Ok(entries) = self.entries.lock()
@@ -80,7 +80,7 @@ impl CartCache {
         {
             return Ok(Some(entry.cart.clone()));
         }
-        let cart = read()?;
+        let cart = read()?.map(Arc::new);
         if let (Some(cart), Ok(mut entries)) = (&cart, self.entries.lock()) {
             if entries.len() >= MAX_ENTRIES && !entries.contains_key(cart_id) {
                 entries.retain(|_, e| e.generation == generation && e.read_at.elapsed() < MAX_AGE);
@@ -88,7 +88,7 @@ impl CartCache {
                     entries.clear();
                 }
             }
-            let entry = Entry { generation, read_at: Instant::now(), cart: cart.clone() };
+            let entry = Entry { generation, read_at: Instant::now(), cart: Arc::clone(cart) };
             entries.insert(cart_id.to_string(), entry);
         }
         Ok(cart)
@@ -108,6 +108,29 @@ mod tests {
       "products": [{"handle": "rocket", "title": "Rocket",
         "variants": [{"sku": "R-RED", "name": "Red", "price_cents": 1000}]}]}]}"#;
 
+    /// While one copy is served, every read returns the same `Arc` (callers key their renderings on
+    /// it); after a commit, a new one.
+    #[tokio::test]
+    async fn a_served_copy_is_shared_until_the_next_commit() {
+        let (_dir, _path, store) = migrated_file_store().await;
+        store.import_catalog(&CatalogFile::parse(CATALOG).expect("catalog"), 1).await.expect("import");
+        let seller_id = store.get_seller_by_handle("acme").await.expect("read").expect("acme").id;
+        let mut tx = store.begin_write().await.expect("begin");
+        let cart = NewCart { id: "cart_1".into(), api_key_id: "key_1".into(), seller_id };
+        tx.insert_cart(&cart, 2).await.expect("cart");
+        tx.commit().await.expect("commit");
+        let read = || async { store.get_cart_cached("cart_1").await.expect("read").expect("cart_1") };
+        let (first, second) = (read().await, read().await);
+        assert!(std::sync::Arc::ptr_eq(&first, &second), "one copy while nothing was written");
+
+        let mut tx = store.begin_write().await.expect("begin");
+        tx.touch_cart("cart_1", 3).await.expect("touch");
+        tx.commit().await.expect("commit");
+        let third = read().await;
+        assert!(!std::sync::Arc::ptr_eq(&second, &third), "a new copy after a commit");
+        assert_eq!(third.updated_at, 3);
+    }
+
     /// Another process's change is not seen by the writer: a cached cart shows it within
     /// [`MAX_AGE`], an uncached read at once.
     #[tokio::test]
@@ -126,16 +149,16 @@ mod tests {
             NewCartLine { item_id: "item_1".into(), cart_id: "cart_1".into(), variant_id, quantity: 1 };
         tx.insert_cart_line(&line, 2).await.expect("line");
         tx.commit().await.expect("commit");
-        let price = |cart: Option<crate::Cart>| cart.expect("cart_1").lines[0].unit_price_cents;
-        assert_eq!(price(store.get_cart_cached("cart_1").await.expect("read")), 1000);
+        let price = |cart: Option<&crate::Cart>| cart.expect("cart_1").lines[0].unit_price_cents;
+        assert_eq!(price(store.get_cart_cached("cart_1").await.expect("read").as_deref()), 1000);
 
         let other_process = rusqlite::Connection::open(&path).expect("open");
         other_process.execute("UPDATE variants SET price_cents = 1500", []).expect("reprice");
-        assert_eq!(price(store.get_cart("cart_1").await.expect("read")), 1500, "uncached");
-        assert_eq!(price(store.get_cart_cached("cart_1").await.expect("read")), 1000, "cached");
+        assert_eq!(price(store.get_cart("cart_1").await.expect("read").as_ref()), 1500, "uncached");
+        assert_eq!(price(store.get_cart_cached("cart_1").await.expect("read").as_deref()), 1000, "cached");
         tokio::time::sleep(MAX_AGE).await;
         assert_eq!(
-            price(store.get_cart_cached("cart_1").await.expect("read")),
+            price(store.get_cart_cached("cart_1").await.expect("read").as_deref()),
             1500,
             "after the maximum age"
         );

@@ -10,7 +10,7 @@
 //! the same committed rows.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kifly_core::limits::PlatformLimits;
@@ -76,7 +76,7 @@ impl DirectReads {
     }
 
     /// The cart as [`Self::get_cart`] reads it, or as it was read recently (see `cart_cache.rs`).
-    pub(super) fn get_cart_cached(&self, cart_id: &str) -> StoreResult<Option<Cart>> {
+    pub(super) fn get_cart_cached(&self, cart_id: &str) -> StoreResult<Option<Arc<Cart>>> {
         self.recent_carts.get_or_read(cart_id, || self.get_cart(cart_id))
     }
 

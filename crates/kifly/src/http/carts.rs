@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 
-use super::Json;
+use super::JsonText;
 use crate::app::App;
 use crate::auth::Caller;
 use crate::error::{ApiResult, ErrorBody};
@@ -55,8 +55,8 @@ pub async fn get_cart(
     State(app): State<App>,
     caller: Caller,
     Path(cart_id): Path<String>,
-) -> ApiResult<Json<CartView>> {
-    Ok(Json(carts::get_cart(&app, &caller, &cart_id).await?))
+) -> ApiResult<JsonText> {
+    Ok(JsonText(carts::get_cart(&app, &caller, &cart_id).await?.0))
 }
 
 /// Adds a variant; adding one already in the cart increases its line.

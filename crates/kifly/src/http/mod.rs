@@ -255,6 +255,15 @@ impl<T: serde::Serialize> IntoResponse for Json<T> {
     }
 }
 
+/// A response body that is JSON text already.
+pub struct JsonText(pub Bytes);
+
+impl IntoResponse for JsonText {
+    fn into_response(self) -> Response {
+        ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], self.0).into_response()
+    }
+}
+
 /// Maps body-reading failures to the envelope (413 for oversize bodies).
 pub fn body_rejection(rejection: BytesRejection) -> ApiError {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {

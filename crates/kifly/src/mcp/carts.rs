@@ -134,7 +134,7 @@ pub async fn update_cart_item(app: &App, caller: &Caller, args: Value) -> Reply 
 }
 
 pub async fn get_cart(app: &App, caller: &Caller, args: Value) -> Reply {
-    service::get_cart(app, caller, arg(&args, "cart_id")).await.into()
+    service::get_cart(app, caller, arg(&args, "cart_id")).await.and_then(|cart| cart.to_value()).into()
 }
 
 pub async fn set_shipping_address(app: &App, caller: &Caller, args: Value) -> Reply {

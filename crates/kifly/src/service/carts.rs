@@ -1,6 +1,10 @@
 //! Carts: one seller per cart, lines of variants, a US shipping address checked against the seller's
 //! coverage. Mutations run inside the caller's [`StoreTx`] so the idempotency record commits with them.
 
+use std::borrow::Borrow;
+use std::sync::Arc;
+
+use axum::body::Bytes;
 use kifly_core::address::{ADDRESS_FIELDS, AddressInput, ShippingAddress};
 use kifly_core::coverage::CoverageRecord;
 use kifly_core::ids::{IdKind, is_valid, new_id};
@@ -151,8 +155,8 @@ async fn seller_in_tx(tx: &mut dyn StoreTx, cart: &Cart) -> ApiResult<Seller> {
 }
 
 /// A cart that exists *and belongs to the caller*; anything else is `cart_not_found`.
-fn owned(cart: Option<Cart>, caller: &Caller, cart_id: &str) -> ApiResult<Cart> {
-    cart.filter(|c| c.api_key_id == caller.id()).ok_or_else(|| ApiError::cart_not_found(cart_id))
+fn owned<C: Borrow<Cart>>(cart: Option<C>, caller: &Caller, cart_id: &str) -> ApiResult<C> {
+    cart.filter(|c| c.borrow().api_key_id == caller.id()).ok_or_else(|| ApiError::cart_not_found(cart_id))
 }
 
 /// Loads an owned cart for a change, refusing completed and locked carts.
@@ -237,18 +241,41 @@ pub async fn create_cart(
     Ok(cart_view(&cart, &seller))
 }
 
-pub async fn get_cart(app: &App, caller: &Caller, cart_id: &str) -> ApiResult<CartView> {
+/// A [`CartView`] already serialised: what a cart read answers.
+#[derive(Debug, Clone)]
+pub struct CartJson(pub Bytes);
+
+impl CartJson {
+    /// The cart as a JSON value (MCP tool results carry values).
+    pub fn to_value(&self) -> ApiResult<Value> {
+        serde_json::from_slice(&self.0).map_err(|_| ApiError::internal(None))
+    }
+}
+
+/// The cart for showing it (`GET` and the MCP `get_cart` tool), from the store's in-memory copy when
+/// it has one, and rendered once per copy ([`crate::app::RenderedCarts`]). A cart in checkout also
+/// shows its open session, read each time.
+pub async fn get_cart(app: &App, caller: &Caller, cart_id: &str) -> ApiResult<CartJson> {
     if !is_valid(IdKind::Cart, cart_id) {
         return Err(ApiError::cart_not_found(cart_id));
     }
     let cart = owned(app.store.get_cart_cached(cart_id).await?, caller, cart_id)?;
     let seller = app.cached_seller(&cart.seller_id).await?.ok_or_else(|| sellerless(&cart))?;
     app.audit.record(super::audit(caller, "cart.get", Some(cart_id)));
+    let in_checkout = cart.status == CartStatus::CheckoutPending;
+    if !in_checkout && let Some(json) = app.rendered_carts.get(&cart, &seller) {
+        return Ok(CartJson(json));
+    }
     let mut view = cart_view_with(&cart, &seller.seller, seller.cart_record.clone());
-    if let (CartStatus::CheckoutPending, Some(order_id)) = (cart.status, &cart.order_id) {
+    if let (true, Some(order_id)) = (in_checkout, &cart.order_id) {
         view.checkout = app.store.get_order(order_id).await?.map(|o| super::checkout::open_session_view(&o));
     }
-    Ok(view)
+    let json = Bytes::from(serde_json::to_vec(&view).map_err(|_| ApiError::internal(None))?);
+    // A copy only this read holds (the store keeps none, as on PostgreSQL) is never served again.
+    if !in_checkout && Arc::strong_count(&cart) > 1 {
+        app.rendered_carts.remember(&cart, &seller, json.clone());
+    }
+    Ok(CartJson(json))
 }
 
 pub async fn add_item(

@@ -102,6 +102,31 @@ async fn delete_removes_a_line() {
         .assert_error(404, "item_not_found");
 }
 
+/// Cart reads answer JSON rendered once per copy of the cart the store serves: the same bytes while
+/// nothing changed, a change at once after a write, and still only to the cart's own key.
+#[tokio::test]
+async fn cart_reads_reuse_their_rendering_until_the_cart_changes() {
+    let t = TestApp::new().await;
+    let key = &t.network_key;
+    let cart = t.cart(key, "trailhead-outfitters").await;
+    let path = format!("/api/agent/cart/{cart}");
+    let first = t.get(&path, key).await;
+    first.assert_ok(200);
+    assert_eq!(first.header("content-type"), Some("application/json"));
+    assert_eq!(t.get(&path, key).await.bytes, first.bytes, "read again");
+
+    let variant = t.variant("TH-ADJ-M-BLK").await;
+    let added = t
+        .write(Method::POST, &format!("{path}/items"), key, json!({"variant_id": variant}))
+        .await
+        .assert_ok(200);
+    let after = t.get(&path, key).await.assert_ok(200);
+    assert_eq!(after, added, "a read after a change shows it");
+    assert_eq!(after["items"].as_array().map(Vec::len), Some(1));
+    t.get(&path, &t.seller_key).await.assert_error(404, "cart_not_found");
+    assert_eq!(t.get(&path, key).await.assert_ok(200), added, "read again after another key's miss");
+}
+
 /// Under cart changes alone (no reads refresh the seller cache), a change that finds the cache stale
 /// reads its seller in its own transaction and has the cache refreshed in the background, so the
 /// changes after it render the cached record again.
