@@ -244,9 +244,7 @@ impl<T: serde::Serialize> IntoResponse for Json<T> {
     fn into_response(self) -> Response {
         let mut body = Vec::with_capacity(JSON_BUFFER);
         match serde_json::to_writer(&mut body, &self.0) {
-            Ok(()) => {
-                ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
-            }
+            Ok(()) => JsonText(Bytes::from(body)).into_response(),
             Err(e) => {
                 tracing::error!(error = %e, "could not serialise a response");
                 ApiError::internal(None).into_response()
