@@ -120,7 +120,7 @@ impl App {
             self.refresh_sellers_in_background();
             return None;
         };
-        sellers.iter().find(|s| s.seller.id == id).cloned()
+        sellers.get(id).cloned()
     }
 
     /// Starts refreshing the seller cache through the pool, unless a refresh is already running.
@@ -139,8 +139,8 @@ impl App {
 
     /// A seller by id with its rendered cart record, shared from the seller cache.
     pub async fn cached_seller(&self, id: &str) -> Result<Option<Arc<CachedSeller>>, ApiError> {
-        if let Some(cached) = self.sellers.all(&self.store).await?.iter().find(|s| s.seller.id == id) {
-            return Ok(Some(cached.clone()));
+        if let Some(cached) = self.sellers.all(&self.store).await?.get(id) {
+            return Ok(Some(Arc::clone(cached)));
         }
         // Not cached yet (imported within the last 2 s): ask the database.
         Ok(self.store.get_seller(id).await?.map(|seller| Arc::new(CachedSeller::new(seller))))
@@ -237,8 +237,8 @@ pub struct SellerCache {
     refreshing: AtomicBool,
 }
 
-/// Every seller, shared by the cache's readers.
-pub type Sellers = Arc<Vec<Arc<CachedSeller>>>;
+/// Every seller by id, shared by the cache's readers.
+pub type Sellers = Arc<HashMap<String, Arc<CachedSeller>>>;
 
 /// A cached seller with its record as every cart view shows it, rendered once per cache refresh.
 pub struct CachedSeller {
@@ -257,8 +257,13 @@ impl SellerCache {
         if let Some(sellers) = self.fresh() {
             return Ok(sellers);
         }
-        let sellers: Arc<Vec<_>> = Arc::new(
-            store.list_sellers().await?.into_iter().map(|s| Arc::new(CachedSeller::new(s))).collect(),
+        let sellers: Sellers = Arc::new(
+            store
+                .list_sellers()
+                .await?
+                .into_iter()
+                .map(|s| (s.id.clone(), Arc::new(CachedSeller::new(s))))
+                .collect(),
         );
         if let Ok(mut guard) = self.cached.lock() {
             *guard = Some((Instant::now(), sellers.clone()));
