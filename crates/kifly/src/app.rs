@@ -200,7 +200,32 @@ fn write_private(path: &Path, contents: &str) -> std::io::Result<()> {
 /// Platform limits with a short TTL (see [`LIMITS_TTL`]).
 #[derive(Default)]
 pub struct LimitsCache {
-    cached: Mutex<Option<(Instant, PlatformLimits)>>,
+    cached: Fresh<PlatformLimits>,
+}
+
+/// A value read from the store, served for [`LIMITS_TTL`] after it was read.
+struct Fresh<T>(Mutex<Option<(Instant, T)>>);
+
+impl<T> Default for Fresh<T> {
+    fn default() -> Self {
+        Fresh(Mutex::new(None))
+    }
+}
+
+impl<T: Clone> Fresh<T> {
+    /// The value, if it was read less than the TTL ago.
+    fn get(&self) -> Option<T> {
+        let guard = self.0.lock().ok()?;
+        let (at, value) = guard.as_ref()?;
+        (at.elapsed() < LIMITS_TTL).then(|| value.clone())
+    }
+
+    /// Keeps `value`, read just now.
+    fn set(&self, value: T) {
+        if let Ok(mut guard) = self.0.lock() {
+            *guard = Some((Instant::now(), value));
+        }
+    }
 }
 
 impl LimitsCache {
@@ -215,16 +240,12 @@ impl LimitsCache {
 
     /// The cached limits, if younger than [`LIMITS_TTL`]; never asks the store.
     pub fn fresh(&self) -> Option<PlatformLimits> {
-        let guard = self.cached.lock().ok()?;
-        let (at, limits) = (*guard)?;
-        (at.elapsed() < LIMITS_TTL).then_some(limits)
+        self.cached.get()
     }
 
     /// Caches `limits`, read just now.
     pub fn remember(&self, limits: PlatformLimits) {
-        if let Ok(mut guard) = self.cached.lock() {
-            *guard = Some((Instant::now(), limits));
-        }
+        self.cached.set(limits);
     }
 }
 
@@ -232,7 +253,7 @@ impl LimitsCache {
 /// few and change only through catalog imports.
 #[derive(Default)]
 pub struct SellerCache {
-    cached: Mutex<Option<(Instant, Sellers)>>,
+    cached: Fresh<Sellers>,
     /// A background refresh is on its way ([`App::fresh_cached_seller`]).
     refreshing: AtomicBool,
 }
@@ -265,17 +286,13 @@ impl SellerCache {
                 .map(|s| (s.id.clone(), Arc::new(CachedSeller::new(s))))
                 .collect(),
         );
-        if let Ok(mut guard) = self.cached.lock() {
-            *guard = Some((Instant::now(), sellers.clone()));
-        }
+        self.cached.set(sellers.clone());
         Ok(sellers)
     }
 
     /// The cached sellers, if younger than the TTL; never asks the store.
     pub fn fresh(&self) -> Option<Sellers> {
-        let guard = self.cached.lock().ok()?;
-        let (at, sellers) = guard.as_ref()?;
-        (at.elapsed() < LIMITS_TTL).then(|| sellers.clone())
+        self.cached.get()
     }
 }
 

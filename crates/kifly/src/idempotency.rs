@@ -59,7 +59,10 @@ pub struct Idempotent {
     pub body: Value,
 }
 
-/// Serialises `value` canonically: object keys sorted at every depth, no whitespace.
+/// Serialises `value` canonically: object keys sorted at every depth (by bytes), no whitespace.
+/// Not `kifly_payments`' RFC 8785 form (keys by UTF-16 code units, numbers as ECMAScript prints
+/// them): stored fingerprints were made with this one, and switching would turn retries of those
+/// requests into conflicts.
 pub fn canonical_json(value: &Value) -> String {
     let mut out = Vec::with_capacity(128);
     write_canonical(value, &mut out);

@@ -267,7 +267,7 @@ pub async fn get_cart(app: &App, caller: &Caller, cart_id: &str) -> ApiResult<Ca
         return Ok(CartJson(json));
     }
     let mut view = cart_view_with(&cart, &seller.seller, seller.cart_record.clone());
-    if let (true, Some(order_id)) = (in_checkout, &cart.order_id) {
+    if in_checkout && let Some(order_id) = &cart.order_id {
         view.checkout = app.store.get_order(order_id).await?.map(|o| super::checkout::open_session_view(&o));
     }
     let json = Bytes::from(serde_json::to_vec(&view).map_err(|_| ApiError::internal(None))?);
