@@ -18,6 +18,8 @@ pub mod postgres;
 pub mod sqlite;
 pub mod testing;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -50,6 +52,20 @@ pub(crate) fn json_err(e: serde_json::Error) -> StoreError {
     StoreError::Other(format!("corrupt JSON column: {e}"))
 }
 
+/// How a [`WriteJob`] ends its transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteEnd {
+    Commit,
+    RollBack,
+}
+
+/// The future of a [`WriteJob`]; it borrows the transaction.
+pub type WriteJobFuture<'a> = Pin<Box<dyn Future<Output = WriteEnd> + Send + 'a>>;
+
+/// A whole write transaction as one closure, for [`Store::run_write`]: it may run on another task
+/// than its caller's, so it owns what it needs and hands any result back through what it captured.
+pub type WriteJob = Box<dyn for<'a> FnOnce(&'a mut dyn StoreTx) -> WriteJobFuture<'a> + Send>;
+
 /// The persistence operations Kifly needs. Each method owns its own transaction unless it takes a
 /// [`StoreTx`].
 #[async_trait]
@@ -62,6 +78,13 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> StoreResult<()>;
     /// Starts a write transaction (on SQLite: `BEGIN IMMEDIATE` on the single writer connection).
     async fn begin_write(&self) -> StoreResult<Box<dyn StoreTx>>;
+    /// Runs `job` in a write transaction of its own and commits it, unless the job ends with
+    /// [`WriteEnd::RollBack`]; returns once that is durable (an error if the commit failed).
+    ///
+    /// Prefer this to [`Store::begin_write`] for a transaction that needs nothing from outside while
+    /// it runs: SQLite runs queued jobs back to back on one task and commits them together
+    /// (`sqlite/combiner.rs`), without handing its single writer from request to request.
+    async fn run_write(&self, job: WriteJob) -> StoreResult<()>;
 
     // --- catalog ---
     /// Upserts every seller, product and variant of a validated file in one transaction: sellers by

@@ -624,6 +624,47 @@ async fn dropping_a_transaction_rolls_it_back() {
     assert_eq!(line_summary(&cart(&store, "cart_kept").await), [("item_a", "KITE", 1)]);
 }
 
+/// A write job that inserts the audit row `id` and ends with `end`.
+fn audit_job(id: String, end: WriteEnd) -> WriteJob {
+    Box::new(move |tx| {
+        Box::pin(async move {
+            tx.insert_audit(&audit(&id, T0, None)).await.unwrap();
+            end
+        })
+    })
+}
+
+#[tokio::test]
+async fn write_jobs_commit_or_roll_back_alone_and_together() {
+    let (store, _guard) = open_store().await;
+    store.run_write(audit_job("aud_kept".into(), WriteEnd::Commit)).await.unwrap();
+    store.run_write(audit_job("aud_undone".into(), WriteEnd::RollBack)).await.unwrap();
+    let ids = |entries: Vec<AuditEntry>| entries.into_iter().map(|e| e.id).collect::<Vec<_>>();
+    assert_eq!(ids(store.recent_audit(10).await.unwrap()), ["aud_kept"]);
+
+    // Many at once, some rolling back, while a plain transaction holds the writer (on SQLite they
+    // queue behind it and then run together): each job's outcome is its own.
+    let held = store.begin_write().await.unwrap();
+    let jobs: Vec<_> = (0..20)
+        .map(|n| {
+            let store = Arc::clone(&store);
+            let end = if n % 4 == 0 { WriteEnd::RollBack } else { WriteEnd::Commit };
+            tokio::spawn(async move { store.run_write(audit_job(format!("aud_{n:02}"), end)).await })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    held.commit().await.unwrap();
+    for job in jobs {
+        job.await.unwrap().unwrap();
+    }
+    let mut kept = ids(store.recent_audit(100).await.unwrap());
+    kept.sort();
+    let mut expected: Vec<String> = (0..20).filter(|n| n % 4 != 0).map(|n| format!("aud_{n:02}")).collect();
+    expected.push("aud_kept".into());
+    expected.sort();
+    assert_eq!(kept, expected);
+}
+
 // --- tests: idempotency ------------------------------------------------------------------------
 
 #[tokio::test]

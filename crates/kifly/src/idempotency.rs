@@ -5,7 +5,9 @@
 //! Two ways to run an operation exactly once:
 //!
 //! - [`run_once`], for operations that only touch the database (every cart change): the claim, the
-//!   business write and the stored outcome share **one transaction**. A finished scope with the same
+//!   business write and the stored outcome share **one transaction**, run as one write job
+//!   ([`kifly_store::Store::run_write`]: on SQLite, queued jobs run back to back and commit
+//!   together, so the operation must own what it captures). A finished scope with the same
 //!   fingerprint is replayed byte for byte (`Idempotent-Replayed: true`); a different fingerprint is
 //!   `409 idempotency_conflict`. A concurrent request with the same key waits for the first one's
 //!   transaction (the single SQLite writer, or PostgreSQL's unique index) and then replays it. A crash
@@ -31,7 +33,9 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use kifly_store::{ClaimOutcome, IdempotencyClaim, IdempotencyScope, StoreError, StoreTx, StoredResponse};
+use kifly_store::{
+    ClaimOutcome, IdempotencyClaim, IdempotencyScope, StoreError, StoreTx, StoredResponse, WriteEnd,
+};
 use serde_json::Value;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
@@ -171,7 +175,7 @@ impl Idempotent {
     /// Runs `op` exactly once for this key; see the module docs.
     pub async fn run<F>(self, app: &App, caller: &Caller, op: F) -> Response
     where
-        F: for<'a> FnOnce(&'a mut dyn StoreTx, Value) -> TxFuture<'a>,
+        F: for<'a> FnOnce(&'a mut dyn StoreTx, Value) -> TxFuture<'a> + Send + 'static,
     {
         let scope = self.scope(caller);
         outcome_response(run_once(app, scope, &self.fingerprint, self.body, op).await)
@@ -235,9 +239,9 @@ pub async fn run_once<F>(
     op: F,
 ) -> ApiResult<Outcome>
 where
-    F: for<'a> FnOnce(&'a mut dyn StoreTx, Value) -> TxFuture<'a>,
+    F: for<'a> FnOnce(&'a mut dyn StoreTx, Value) -> TxFuture<'a> + Send + 'static,
 {
-    execute(app, &Holding::InTransaction { scope: &scope, fingerprint }, body, op).await
+    execute(app, Holding::InTransaction { scope, fingerprint: fingerprint.to_string() }, body, op).await
 }
 
 /// Like [`run_once`], but the claim commits on its own before `op` runs and holds the key with a
@@ -251,13 +255,13 @@ pub async fn run_once_leased<F>(
     op: F,
 ) -> ApiResult<Outcome>
 where
-    F: for<'a> FnOnce(&'a mut dyn StoreTx, Value) -> TxFuture<'a>,
+    F: for<'a> FnOnce(&'a mut dyn StoreTx, Value) -> TxFuture<'a> + Send + 'static,
 {
     let claim = match app.store.claim_idempotency(&scope, fingerprint, now_ms(), LEASE_MS).await? {
         ClaimOutcome::Claimed(claim) => claim,
         other => return settled(other),
     };
-    let outcome = execute(app, &Holding::Leased(&claim), body, op).await;
+    let outcome = execute(app, Holding::Leased(claim.clone()), body, op).await;
     if outcome.is_err() {
         // Best effort: if this fails too, the lease expires and a retry takes the key over.
         if let Err(e) = app.store.release_idempotency(&claim).await {
@@ -329,41 +333,77 @@ async fn finish(
     body: Vec<u8>,
     error: Option<ApiError>,
 ) -> ApiResult<Outcome> {
+    let outcome = store_outcome(tx.as_mut(), claim, status, body, error).await?;
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+/// Stores the outcome under the claim in `tx` (committed by the caller).
+async fn store_outcome(
+    tx: &mut dyn StoreTx,
+    claim: &IdempotencyClaim,
+    status: StatusCode,
+    body: Vec<u8>,
+    error: Option<ApiError>,
+) -> ApiResult<Outcome> {
     let stored = StoredResponse { status: status.as_u16(), body };
     match tx.complete_idempotency(claim, &stored, now_ms()).await {
         Ok(()) => {}
         Err(StoreError::Conflict(_)) => return Err(ApiError::idempotency_in_progress()),
         Err(e) => return Err(e.into()),
     }
-    tx.commit().await?;
     Ok(Outcome { status, body: stored.body, replayed: false, error })
+}
+
+/// The future of a [`write_job`] body.
+type JobFuture<'a, T> = Pin<Box<dyn Future<Output = ApiResult<T>> + Send + 'a>>;
+
+/// Runs `work` as one write transaction through [`kifly_store::Store::run_write`]: committed when
+/// it returns `Ok`, rolled back on `Err`. Returns `work`'s result once the commit is durable, or the
+/// commit's error.
+async fn write_job<T, W>(app: &App, work: W) -> ApiResult<T>
+where
+    T: Send + 'static,
+    W: for<'a> FnOnce(&'a mut dyn StoreTx) -> JobFuture<'a, T> + Send + 'static,
+{
+    let (result_tx, mut result) = tokio::sync::oneshot::channel();
+    app.store
+        .run_write(Box::new(move |tx| {
+            Box::pin(async move {
+                let outcome = work(tx).await;
+                let end = if outcome.is_ok() { WriteEnd::Commit } else { WriteEnd::RollBack };
+                let _ = result_tx.send(outcome);
+                end
+            })
+        }))
+        .await?;
+    // The job always sends before it ends; an empty channel means it never ran to its end.
+    result.try_recv().unwrap_or_else(|_| Err(ApiError::internal(None)))
 }
 
 /// Runs `op` in one write transaction without an idempotency record (MCP tools called without an
 /// `idempotency_key`): committed on success, rolled back on error.
 pub async fn run_in_tx<F>(app: &App, body: Value, op: F) -> ApiResult<(StatusCode, Box<RawValue>)>
 where
-    F: for<'a> FnOnce(&'a mut dyn StoreTx, Value) -> TxFuture<'a>,
+    F: for<'a> FnOnce(&'a mut dyn StoreTx, Value) -> TxFuture<'a> + Send + 'static,
 {
-    let mut tx = app.store.begin_write().await?;
-    let result = op(tx.as_mut(), body).await?;
-    tx.commit().await?;
-    Ok(result)
+    write_job(app, move |tx| op(tx, body)).await
 }
 
 /// How a run holds its idempotency scope.
-enum Holding<'a> {
+#[derive(Clone)]
+enum Holding {
     /// Claimed inside each transaction that runs the operation or stores its outcome.
-    InTransaction { scope: &'a IdempotencyScope, fingerprint: &'a str },
+    InTransaction { scope: IdempotencyScope, fingerprint: String },
     /// Claimed beforehand, in a transaction of its own, with a lease.
-    Leased(&'a IdempotencyClaim),
+    Leased(IdempotencyClaim),
 }
 
-impl Holding<'_> {
+impl Holding {
     /// The claim to store the outcome under in `tx`, or the settled answer when the scope is taken.
     async fn claim(&self, tx: &mut dyn StoreTx) -> ApiResult<Result<IdempotencyClaim, Outcome>> {
         match self {
-            Holding::Leased(claim) => Ok(Ok((*claim).clone())),
+            Holding::Leased(claim) => Ok(Ok(claim.clone())),
             Holding::InTransaction { scope, fingerprint } => {
                 match tx.claim_idempotency(scope, fingerprint, now_ms(), LEASE_MS).await? {
                     ClaimOutcome::Claimed(claim) => Ok(Ok(claim)),
@@ -374,34 +414,43 @@ impl Holding<'_> {
     }
 }
 
-/// Runs the operation and stores its final outcome with it. `Err` is an answer that is not stored
-/// (the transaction is rolled back; a leased claim must then be released by the caller).
-async fn execute<F>(app: &App, holding: &Holding<'_>, body: Value, op: F) -> ApiResult<Outcome>
+/// Runs the operation and stores its final outcome with it, as one write job. `Err` is an answer
+/// that is not stored (the transaction is rolled back; a leased claim must then be released by the
+/// caller).
+async fn execute<F>(app: &App, holding: Holding, body: Value, op: F) -> ApiResult<Outcome>
 where
-    F: for<'a> FnOnce(&'a mut dyn StoreTx, Value) -> TxFuture<'a>,
+    F: for<'a> FnOnce(&'a mut dyn StoreTx, Value) -> TxFuture<'a> + Send + 'static,
 {
-    let mut tx = app.store.begin_write().await?;
-    let claim = match holding.claim(tx.as_mut()).await? {
-        Ok(claim) => claim,
-        Err(settled) => return Ok(settled),
-    };
-    match op(tx.as_mut(), body).await {
-        Ok((status, rendered)) => {
-            let body = String::from(Box::<str>::from(rendered)).into_bytes();
-            finish(tx, &claim, status, body, None).await
-        }
-        Err(e) if is_storable(e.status, Some(e.code)) => {
-            // Nothing of the failed operation may be kept: store the error in a fresh transaction.
-            drop(tx);
-            let mut tx = app.store.begin_write().await?;
-            let claim = match holding.claim(tx.as_mut()).await? {
+    let first = holding.clone();
+    let ran = write_job(app, move |tx| {
+        Box::pin(async move {
+            let claim = match first.claim(tx).await? {
                 Ok(claim) => claim,
                 Err(settled) => return Ok(settled),
             };
-            finish(tx, &claim, e.status, e.body_bytes(), Some(e)).await
+            let (status, rendered) = op(tx, body).await?;
+            let body = String::from(Box::<str>::from(rendered)).into_bytes();
+            store_outcome(tx, &claim, status, body, None).await
+        })
+    })
+    .await;
+    match ran {
+        Err(e) if is_storable(e.status, Some(e.code)) => {
+            // Nothing of the failed operation was kept: store the error in a fresh transaction.
+            write_job(app, move |tx| {
+                Box::pin(async move {
+                    let claim = match holding.claim(tx).await? {
+                        Ok(claim) => claim,
+                        Err(settled) => return Ok(settled),
+                    };
+                    let body = e.body_bytes();
+                    store_outcome(tx, &claim, e.status, body, Some(e)).await
+                })
+            })
+            .await
         }
-        // Not final: roll back (an in-transaction claim goes with it) so a retry runs again.
-        Err(e) => Err(e),
+        // Not final: rolled back (an in-transaction claim went with it) so a retry runs again.
+        other => other,
     }
 }
 

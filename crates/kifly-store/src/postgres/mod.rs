@@ -153,6 +153,16 @@ impl PostgresStore {
         self.pool.begin().await.map_err(map_err)
     }
 
+    /// A write job in a transaction of its own: PostgreSQL has many writers, so nothing is gained
+    /// by running jobs on one task.
+    async fn run_write_job(&self, job: crate::WriteJob) -> StoreResult<()> {
+        let mut tx = crate::Store::begin_write(self).await?;
+        match job(tx.as_mut()).await {
+            crate::WriteEnd::Commit => tx.commit().await,
+            crate::WriteEnd::RollBack => Ok(()),
+        }
+    }
+
     /// sqlx's migrator, under its advisory lock.
     async fn run_migrations(&self) -> StoreResult<()> {
         MIGRATOR.run(&self.pool).await.map_err(|e| StoreError::Other(format!("migration failed: {e}")))

@@ -15,7 +15,7 @@ use kifly_core::limits::PlatformLimits;
 use super::catalog::SellerKey;
 use super::{BACKEND_NAME, BackendStore, DirectReads, Tx, map_err};
 use crate::model::*;
-use crate::{Store, StoreResult, StoreTx};
+use crate::{Store, StoreResult, StoreTx, WriteJob};
 
 #[async_trait]
 impl Store for BackendStore {
@@ -35,6 +35,10 @@ impl Store for BackendStore {
     async fn begin_write(&self) -> StoreResult<Box<dyn StoreTx>> {
         let tx = self.begin().await?;
         Ok(Box::new(BackendTx { tx, direct: self.direct_reads().cloned(), pending_claim: None }))
+    }
+
+    async fn run_write(&self, job: WriteJob) -> StoreResult<()> {
+        self.run_write_job(job).await
     }
 
     async fn import_catalog(&self, file: &CatalogFile, now: i64) -> StoreResult<ImportSummary> {

@@ -25,6 +25,7 @@ mod store;
 
 mod cart_cache;
 mod checkpoint;
+mod combiner;
 mod direct;
 mod migrate;
 mod sql;
@@ -85,6 +86,8 @@ const STATEMENT_CACHE: usize = 128;
 /// The SQLite implementation of [`crate::Store`].
 pub struct SqliteStore {
     writer: writer::Writer,
+    /// Runs write jobs back to back on the writer ([`crate::Store::run_write`]).
+    jobs: Arc<combiner::Combiner<crate::WriteJob>>,
     /// The writer, for statements that run on their own.
     writes: DbPool,
     /// The read-only connections; the writer for an in-memory database, which other connections
@@ -103,13 +106,16 @@ impl SqliteStore {
         let writer = writer::Writer::new(open_writer(path.as_ref()).map_err(map_err)?, commits.clone());
         let writes = DbPool::Writer(writer.clone());
         let Some(path) = path else {
-            return Ok(Self { writer, reads: writes.clone(), writes, _checkpointer: None });
+            let jobs = write_jobs(&writer, None);
+            return Ok(Self { writer, jobs, reads: writes.clone(), writes, _checkpointer: None });
         };
-        let reads = DbPool::Readers(Arc::new(DirectReads::new(path.clone(), commits)));
+        let direct = Arc::new(DirectReads::new(path.clone(), commits));
+        let jobs = write_jobs(&writer, Some(Arc::clone(&direct)));
+        let reads = DbPool::Readers(direct);
         // Checkpoints run on their own thread (see [`checkpoint`]), not inside the writer's commits.
         let checkpointer = checkpoint::Checkpointer::start(path, writer.lock())
             .map_err(|e| StoreError::Other(e.to_string()))?;
-        Ok(Self { writer, writes, reads, _checkpointer: Some(checkpointer) })
+        Ok(Self { writer, jobs, writes, reads, _checkpointer: Some(checkpointer) })
     }
 
     fn writer(&self) -> &DbPool {
@@ -132,6 +138,10 @@ impl SqliteStore {
         self.writer.begin().await.map_err(map_err)
     }
 
+    async fn run_write_job(&self, job: crate::WriteJob) -> StoreResult<()> {
+        self.jobs.submit(job).await.map_err(map_err)
+    }
+
     async fn run_migrations(&self) -> StoreResult<()> {
         let mut conn = self.writer.acquire().await.map_err(map_err)?;
         // Another process may be migrating the same file: wait for it as long as any write would.
@@ -140,6 +150,25 @@ impl SqliteStore {
         conn.busy_timeout(WRITER_BUSY_TIMEOUT).map_err(map_err)?;
         outcome
     }
+}
+
+/// The combiner of write jobs: each job runs on a [`store::BackendTx`] around the transaction the
+/// combiner started for it.
+fn write_jobs(
+    writer: &writer::Writer,
+    direct: Option<Arc<DirectReads>>,
+) -> Arc<combiner::Combiner<crate::WriteJob>> {
+    combiner::Combiner::new(
+        writer.clone(),
+        Box::new(move |job: crate::WriteJob, tx| {
+            let direct = direct.clone();
+            Box::pin(async move {
+                let mut backend = store::BackendTx { tx, direct, pending_claim: None };
+                let end = job(&mut backend).await;
+                (backend.tx, end == crate::WriteEnd::Commit)
+            })
+        }),
+    )
 }
 
 /// A cart inside a write transaction, parsed by column position as the direct reads do.

@@ -24,6 +24,9 @@
 //! committed state ([`Transaction::sees_only_committed_state`]); a later one may see uncommitted
 //! work of the batch, so it must read through its own connection.
 //!
+//! Write jobs (`combiner.rs`) use the same batches: one task takes the lock once and runs queued jobs
+//! back to back, each started with [`Writer::start`] and ended with [`Transaction::end_in_batch`].
+//!
 //! The writer waits for another process's write lock (a CLI command on the same file) by retrying
 //! `BEGIN IMMEDIATE` on an async timer rather than in SQLite's blocking busy handler, so it never
 //! parks an async worker thread for long.
@@ -48,7 +51,7 @@ const BUSY_STEP: Duration = Duration::from_millis(2);
 /// Transactions committed together at most: bounds how long the first of a batch waits (32 cart
 /// changes take about 2 ms). Measured with 32 clients adding items: 32 rather than 16 gave about 10 %
 /// more writes per second for 10 to 15 % less CPU per write, and a lower p99.
-const MAX_BATCH: usize = 32;
+pub(crate) const MAX_BATCH: usize = 32;
 /// How long a batch may wait for the transaction it was handed to before it is committed without it.
 const FLUSH_AFTER: Duration = Duration::from_millis(20);
 
@@ -79,7 +82,7 @@ struct Batch {
 }
 
 /// A batch's outcome, shareable with every transaction of it (`rusqlite::Error` is not `Clone`).
-type Outcome = Result<(), (c_int, String)>;
+pub(crate) type Outcome = Result<(), (c_int, String)>;
 
 impl Writer {
     /// `conn` must have a short busy timeout: waits for the file lock happen in [`retry_busy`].
@@ -113,22 +116,39 @@ impl Writer {
     /// takes the database's write lock now, so the transaction never fails halfway because another
     /// connection wrote first.
     pub(crate) async fn begin(&self) -> Result<Transaction, Error> {
-        let mut state = {
-            let _queued = Queued::enter(&self.queued);
-            self.lock_state().await?
-        };
+        let state = self.lock_queued().await?;
+        self.start(state).await.map_err(|(_, e)| e)
+    }
+
+    /// The writer's lock, counted as queued while waiting for it (so a finishing transaction leaves
+    /// its batch open for whoever takes the lock next).
+    pub(crate) async fn lock_queued(&self) -> Result<OwnedMutexGuard<WriterState>, Error> {
+        let _queued = Queued::enter(&self.queued);
+        self.lock_state().await
+    }
+
+    /// Starts a transaction on the locked writer (see [`Writer::begin`]); on failure, hands the lock
+    /// back with the error.
+    pub(crate) async fn start(
+        &self,
+        mut state: OwnedMutexGuard<WriterState>,
+    ) -> Result<Transaction, (OwnedMutexGuard<WriterState>, Error)> {
         if state.batch.is_none() {
             if !state.conn.is_autocommit() {
                 // Left open by a failed rollback: nothing of it was promised to anyone.
-                run(&state.conn, "ROLLBACK")?;
+                if let Err(e) = run(&state.conn, "ROLLBACK") {
+                    return Err((state, e));
+                }
             }
             let conn = &mut state.conn;
-            retry_busy(move || run(conn, "BEGIN IMMEDIATE")).await?;
+            if let Err(e) = retry_busy(move || run(conn, "BEGIN IMMEDIATE")).await {
+                return Err((state, e));
+            }
             state.batch = Some(Batch { released: 0, outcome: Arc::new(watch::channel(None).0) });
         }
         if let Err(e) = run(&state.conn, "SAVEPOINT kifly_tx") {
             let _ = state.commit_batch();
-            return Err(e);
+            return Err((state, e));
         }
         Ok(Transaction { state: Some(state), writer: self.clone() })
     }
@@ -266,6 +286,49 @@ impl Transaction {
     }
 }
 
+/// Where a transaction ended by [`Transaction::end_in_batch`] stands.
+pub(crate) enum Ended {
+    /// Its work is in the batch and commits with it: the receiver learns the batch's outcome.
+    Released(watch::Receiver<Option<Outcome>>),
+    /// Its work was undone.
+    RolledBack,
+}
+
+impl Ended {
+    /// The outcome for the transaction's caller, once its batch has ended: the batch's commit for
+    /// released work, success for work it undid itself.
+    pub(crate) fn outcome(&self) -> Outcome {
+        match self {
+            Ended::Released(outcome) => outcome
+                .borrow()
+                .clone()
+                .unwrap_or_else(|| Err((ffi::SQLITE_BUSY, "the batch is still open".into()))),
+            Ended::RolledBack => Ok(()),
+        }
+    }
+}
+
+impl Transaction {
+    /// Ends the transaction without committing its batch: `keep` releases its work into the batch,
+    /// otherwise it is undone. Returns the writer, still locked (the batch open, unless undoing
+    /// failed and took the whole batch with it), for the next transaction of a run (`combiner.rs`).
+    pub(crate) fn end_in_batch(mut self, keep: bool) -> (OwnedMutexGuard<WriterState>, Result<Ended, Error>) {
+        let mut state = self.state.take().expect("a transaction holds the writer until it ends");
+        if !keep {
+            state.roll_back_savepoint();
+            return (state, Ok(Ended::RolledBack));
+        }
+        if let Err(e) = run(&state.conn, "RELEASE kifly_tx") {
+            state.roll_back_savepoint();
+            return (state, Err(e));
+        }
+        let Some(batch) = state.batch.as_mut() else { return (state, Err(busy("the batch ended early"))) };
+        batch.released += 1;
+        let outcome = batch.outcome.subscribe();
+        (state, Ok(Ended::Released(outcome)))
+    }
+}
+
 impl Drop for Transaction {
     fn drop(&mut self) {
         if let Some(mut state) = self.state.take() {
@@ -320,11 +383,11 @@ fn busy(message: &str) -> Error {
     failure(ffi::SQLITE_BUSY, message)
 }
 
-fn failure(code: c_int, message: &str) -> Error {
+pub(crate) fn failure(code: c_int, message: &str) -> Error {
     Error::SqliteFailure(ffi::Error::new(code), Some(message.to_owned()))
 }
 
-fn shareable(e: &Error) -> (c_int, String) {
+pub(crate) fn shareable(e: &Error) -> (c_int, String) {
     let code = match e {
         Error::SqliteFailure(failure, _) => failure.extended_code,
         _ => ffi::SQLITE_ERROR,
@@ -333,7 +396,7 @@ fn shareable(e: &Error) -> (c_int, String) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::future::Future;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -348,7 +411,7 @@ mod tests {
     use crate::Store;
 
     /// A writer on a scratch file with two tables; the directory must outlive it.
-    fn scratch() -> (tempfile::TempDir, Writer) {
+    pub(in crate::sqlite) fn scratch() -> (tempfile::TempDir, Writer) {
         let dir = tempfile::tempdir().expect("temp dir");
         let conn = open_writer(Some(&dir.path().join("scratch.db"))).expect("open");
         conn.execute_batch(
@@ -360,7 +423,7 @@ mod tests {
     }
 
     /// The committed `child.n` values, read on a connection of their own.
-    fn committed(dir: &tempfile::TempDir) -> Vec<i64> {
+    pub(in crate::sqlite) fn committed(dir: &tempfile::TempDir) -> Vec<i64> {
         let conn = Connection::open(dir.path().join("scratch.db")).expect("open reader");
         let mut statement = conn.prepare("SELECT n FROM child ORDER BY n").expect("prepare");
         statement.query_map([], |r| r.get(0)).expect("query").collect::<Result<_, _>>().expect("rows")
@@ -394,13 +457,13 @@ mod tests {
     }
 
     /// A transaction holding the writer, with `child.n = 0` written.
-    async fn holding(writer: &Writer) -> super::Transaction {
+    pub(in crate::sqlite) async fn holding(writer: &Writer) -> super::Transaction {
         let first = writer.begin().await.expect("begin");
         first.execute("INSERT INTO child (n) VALUES (0)", []).expect("insert");
         first
     }
 
-    async fn commits(writer: &Writer) -> u64 {
+    pub(in crate::sqlite) async fn commits(writer: &Writer) -> u64 {
         writer.acquire().await.expect("writer").generation.current()
     }
 

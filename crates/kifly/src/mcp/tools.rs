@@ -210,7 +210,7 @@ pub fn without(args: &Value, names: &[&str]) -> Value {
 /// gets the arguments without `idempotency_key`.
 pub async fn write<F>(app: &App, caller: &Caller, tool: &str, args: Value, op: F) -> Reply
 where
-    F: for<'a> FnOnce(&'a mut dyn kifly_store::StoreTx, Value) -> TxFuture<'a>,
+    F: for<'a> FnOnce(&'a mut dyn kifly_store::StoreTx, Value) -> TxFuture<'a> + Send + 'static,
 {
     let key = args.get("idempotency_key").and_then(Value::as_str).map(str::to_string);
     let body = without(&args, &["idempotency_key"]);
