@@ -2,8 +2,8 @@
 //!
 //! With [`Writer::begin`], every write transaction takes the writer's async lock in turn: each
 //! hand-over wakes the next request's task, often on the other worker thread, and the writer sits
-//! idle until that task runs. Under a stream of cart changes that hand-over, not SQLite, bounded the
-//! writes per second (the writer was idle about a quarter of the time while requests queued for it).
+//! idle until that task runs (about a quarter of the time under a stream of cart changes, while
+//! requests queued for it); then every transaction of the batch is woken again when it commits.
 //!
 //! A write job is a whole transaction as one closure, so it does not have to run on its caller's
 //! task. Callers queue their jobs here; one *combiner* task (spawned when the queue finds none
@@ -16,7 +16,8 @@
 //!
 //! A job that ends with a rollback undoes only its own savepoint. A job that panics is answered
 //! with an error, its transaction dropped (which undoes it and commits the batch), and the run goes
-//! on with a fresh lock.
+//! on with a fresh lock. A job must not wait for another write (a job or [`Writer::begin`]): the
+//! writer is its own until it ends.
 
 use std::collections::VecDeque;
 use std::future::Future;
