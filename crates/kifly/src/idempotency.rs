@@ -12,9 +12,9 @@
 //!   `409 idempotency_conflict`. A concurrent request with the same key waits for the first one's
 //!   transaction (the single SQLite writer, or PostgreSQL's unique index) and then replays it. A crash
 //!   before commit leaves nothing; after commit, the retry replays.
-//! - [`run_once_leased`], for operations that call another service while they run (payments): the
-//!   claim commits first as an in-flight marker with a lease, so the provider call happens outside any
-//!   database transaction. Meanwhile a retry gets `409 idempotency_in_progress` with `Retry-After: 1`;
+//! - [`run_once_leased_steps`], for operations that call another service while they run (checkout):
+//!   the claim commits first as an in-flight marker with a lease, so the provider call happens outside
+//!   any database transaction. Meanwhile a retry gets `409 idempotency_in_progress` with `Retry-After: 1`;
 //!   if the request crashes, its retry takes the key over once the lease has run out, and the stalled
 //!   request can no longer store its outcome (its transaction is rolled back): only one ever commits.
 //!
@@ -229,8 +229,8 @@ pub fn outcome_response(outcome: ApiResult<Outcome>) -> Response {
 /// The claim, the operation and the stored outcome share one transaction: a concurrent request with
 /// the same key waits for it and then replays its outcome, and a crash leaves nothing behind. This is
 /// for operations that only touch the database; operations that call out to another service while
-/// they run (payments) use [`run_once_leased`], whose claim commits first and holds the key with a
-/// lease.
+/// they run (checkout) use [`run_once_leased_steps`], whose claim commits first and holds the key
+/// with a lease.
 pub async fn run_once<F>(
     app: &App,
     scope: IdempotencyScope,
@@ -241,34 +241,7 @@ pub async fn run_once<F>(
 where
     F: for<'a> FnOnce(&'a mut dyn StoreTx, Value) -> TxFuture<'a> + Send + 'static,
 {
-    execute(app, Holding::InTransaction { scope, fingerprint: fingerprint.to_string() }, body, op).await
-}
-
-/// Like [`run_once`], but the claim commits on its own before `op` runs and holds the key with a
-/// lease ([`LEASE_MS`]): meanwhile, a retry gets `idempotency_in_progress`; after a crash, a retry
-/// takes the key over once the lease has run out.
-pub async fn run_once_leased<F>(
-    app: &App,
-    scope: IdempotencyScope,
-    fingerprint: &str,
-    body: Value,
-    op: F,
-) -> ApiResult<Outcome>
-where
-    F: for<'a> FnOnce(&'a mut dyn StoreTx, Value) -> TxFuture<'a> + Send + 'static,
-{
-    let claim = match app.store.claim_idempotency(&scope, fingerprint, now_ms(), LEASE_MS).await? {
-        ClaimOutcome::Claimed(claim) => claim,
-        other => return settled(other),
-    };
-    let outcome = execute(app, Holding::Leased(claim.clone()), body, op).await;
-    if outcome.is_err() {
-        // Best effort: if this fails too, the lease expires and a retry takes the key over.
-        if let Err(e) = app.store.release_idempotency(&claim).await {
-            tracing::warn!(error = %e, "could not release idempotency claim");
-        }
-    }
-    outcome
+    execute(app, ClaimInTx { scope, fingerprint: fingerprint.to_string() }, body, op).await
 }
 
 /// The future of a multi-step operation: it runs its own transactions and provider calls, and hands
@@ -390,38 +363,30 @@ where
     write_job(app, move |tx| op(tx, body)).await
 }
 
-/// How a run holds its idempotency scope.
+/// A scope claimed inside each transaction that runs the operation or stores its outcome.
 #[derive(Clone)]
-enum Holding {
-    /// Claimed inside each transaction that runs the operation or stores its outcome.
-    InTransaction { scope: IdempotencyScope, fingerprint: String },
-    /// Claimed beforehand, in a transaction of its own, with a lease.
-    Leased(IdempotencyClaim),
+struct ClaimInTx {
+    scope: IdempotencyScope,
+    fingerprint: String,
 }
 
-impl Holding {
+impl ClaimInTx {
     /// The claim to store the outcome under in `tx`, or the settled answer when the scope is taken.
     async fn claim(&self, tx: &mut dyn StoreTx) -> ApiResult<Result<IdempotencyClaim, Outcome>> {
-        match self {
-            Holding::Leased(claim) => Ok(Ok(claim.clone())),
-            Holding::InTransaction { scope, fingerprint } => {
-                match tx.claim_idempotency(scope, fingerprint, now_ms(), LEASE_MS).await? {
-                    ClaimOutcome::Claimed(claim) => Ok(Ok(claim)),
-                    other => settled(other).map(Err),
-                }
-            }
+        match tx.claim_idempotency(&self.scope, &self.fingerprint, now_ms(), LEASE_MS).await? {
+            ClaimOutcome::Claimed(claim) => Ok(Ok(claim)),
+            other => settled(other).map(Err),
         }
     }
 }
 
 /// Runs the operation and stores its final outcome with it, as one write job. `Err` is an answer
-/// that is not stored (the transaction is rolled back; a leased claim must then be released by the
-/// caller).
-async fn execute<F>(app: &App, holding: Holding, body: Value, op: F) -> ApiResult<Outcome>
+/// that is not stored (the transaction is rolled back, the claim with it).
+async fn execute<F>(app: &App, scope: ClaimInTx, body: Value, op: F) -> ApiResult<Outcome>
 where
     F: for<'a> FnOnce(&'a mut dyn StoreTx, Value) -> TxFuture<'a> + Send + 'static,
 {
-    let first = holding.clone();
+    let first = scope.clone();
     let ran = write_job(app, move |tx| {
         Box::pin(async move {
             let claim = match first.claim(tx).await? {
@@ -439,7 +404,7 @@ where
             // Nothing of the failed operation was kept: store the error in a fresh transaction.
             write_job(app, move |tx| {
                 Box::pin(async move {
-                    let claim = match holding.claim(tx).await? {
+                    let claim = match scope.claim(tx).await? {
                         Ok(claim) => claim,
                         Err(settled) => return Ok(settled),
                     };
