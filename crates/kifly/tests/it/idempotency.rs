@@ -173,3 +173,27 @@ async fn fifty_concurrent_requests_with_one_key_have_one_effect() {
     let audit = t.store.recent_audit(200).await.unwrap();
     assert_eq!(audit.iter().filter(|a| a.action == "cart.add_item").count(), 1);
 }
+
+/// A client that gives up on a cart change (the request future is dropped after its first poll) and
+/// retries with the same key gets exactly one change: on SQLite the queued write job still runs and
+/// the retry replays it; on PostgreSQL the abandoned transaction rolls back and the retry runs it.
+#[tokio::test]
+async fn a_change_abandoned_by_its_client_happens_once_with_its_retry() {
+    let t = TestApp::new().await;
+    let cart = t.cart(&t.network_key, "trailhead-outfitters").await;
+    let variant = t.variant("TH-ADJ-M-BLK").await;
+    let path = format!("/api/agent/cart/{cart}/items");
+    let body = json!({"variant_id": variant, "quantity": 2});
+    let abandoned = t.write_with_key(Method::POST, &path, &t.network_key, "given-up", body.clone());
+    let _ = tokio::time::timeout(std::time::Duration::ZERO, abandoned).await;
+
+    let retry = t.write_with_key(Method::POST, &path, &t.network_key, "given-up", body).await;
+    assert_eq!(retry.json()["items"][0]["quantity"], 2, "{}", String::from_utf8_lossy(&retry.bytes));
+    if t.store.backend() == "sqlite" {
+        assert_eq!(retry.header("idempotent-replayed"), Some("true"), "the abandoned job ran first");
+    }
+    let now = t.get(&format!("/api/agent/cart/{cart}"), &t.network_key).await.assert_ok(200);
+    assert_eq!(now["items"][0]["quantity"], 2, "exactly one add happened");
+    let audit = t.store.recent_audit(50).await.unwrap();
+    assert_eq!(audit.iter().filter(|a| a.action == "cart.add_item").count(), 1);
+}
