@@ -201,6 +201,18 @@ impl WriterState {
         committed
     }
 
+    /// Releases the current transaction's savepoint into its batch, which it then counts; undoes
+    /// the transaction if the release fails.
+    fn release_savepoint(&mut self) -> Result<&mut Batch, Error> {
+        if let Err(e) = run(&self.conn, "RELEASE kifly_tx") {
+            self.roll_back_savepoint();
+            return Err(e);
+        }
+        let batch = self.batch.as_mut().ok_or_else(|| busy("the batch ended early"))?;
+        batch.released += 1;
+        Ok(batch)
+    }
+
     /// Undoes the current transaction's savepoint, keeping the rest of the batch.
     fn roll_back_savepoint(&mut self) {
         if let Err(e) =
@@ -267,13 +279,13 @@ impl Transaction {
     /// Returns once the transaction's work is committed (or failed to commit).
     pub(crate) async fn commit(mut self) -> Result<(), Error> {
         let Some(mut state) = self.state.take() else { return Ok(()) };
-        if let Err(e) = run(&state.conn, "RELEASE kifly_tx") {
-            state.roll_back_savepoint();
-            let _ = state.commit_batch();
-            return Err(e);
-        }
-        let Some(batch) = state.batch.as_mut() else { return Err(busy("the batch ended early")) };
-        batch.released += 1;
+        let batch = match state.release_savepoint() {
+            Ok(batch) => batch,
+            Err(e) => {
+                let _ = state.commit_batch();
+                return Err(e);
+            }
+        };
         if self.writer.queued.load(Ordering::SeqCst) > 0 && batch.released < MAX_BATCH {
             let outcome = batch.outcome.subscribe();
             if batch.released == 1 {
@@ -318,14 +330,8 @@ impl Transaction {
             state.roll_back_savepoint();
             return (state, Ok(Ended::RolledBack));
         }
-        if let Err(e) = run(&state.conn, "RELEASE kifly_tx") {
-            state.roll_back_savepoint();
-            return (state, Err(e));
-        }
-        let Some(batch) = state.batch.as_mut() else { return (state, Err(busy("the batch ended early"))) };
-        batch.released += 1;
-        let outcome = batch.outcome.subscribe();
-        (state, Ok(Ended::Released(outcome)))
+        let ended = state.release_savepoint().map(|batch| Ended::Released(batch.outcome.subscribe()));
+        (state, ended)
     }
 }
 
