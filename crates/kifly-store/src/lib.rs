@@ -139,7 +139,9 @@ pub trait Store: Send + Sync + 'static {
     /// Drops an in-flight claim whose outcome is not to be stored (so a retry runs again).
     async fn release_idempotency(&self, claim: &IdempotencyClaim) -> StoreResult<()>;
     /// Deletes records created before `before` that are finished, or in flight with a lease that
-    /// also ran out before then (abandoned by a crashed request). Returns how many went.
+    /// also ran out before then (abandoned by a crashed request). Returns how many went. SQLite takes
+    /// them in insertion order and stops at the first record created at or after `before`, so one
+    /// created out of time order (the clock stepped back) may go at a later purge.
     async fn purge_idempotency(&self, before: i64) -> StoreResult<u64>;
 
     // --- audit ---

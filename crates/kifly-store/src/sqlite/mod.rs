@@ -56,9 +56,16 @@ const CART_FOR_UPDATE_SQL: Option<&str> = None;
 /// scope meanwhile.
 const CLAIMS_WAIT_FOR_OUTCOME: bool = true;
 
-/// One writer at a time anyway, so a plain delete.
-const PURGE_IDEMPOTENCY_SQL: &str =
-    "DELETE FROM idempotency_records WHERE created_at < $1 AND (state = 'done' OR lease_expires_at < $1)";
+/// One writer at a time anyway, so a plain delete, of the oldest rows only. Records are appended in
+/// time order (rowids grow), so the expired ones are a prefix of the table in rowid order: the
+/// subquery walks it from the oldest record to the first one created at or after `$1`, and the delete
+/// takes the rowid range before that one. No index on `created_at` needed (migration 0006), and a
+/// purge never reads the newer rows. A record created "before" an older one (the clock stepped back)
+/// waits until the records ahead of it are old enough. The `IFNULL` bound is for a table whose records
+/// are all old enough.
+const PURGE_IDEMPOTENCY_SQL: &str = "DELETE FROM idempotency_records
+WHERE rowid < IFNULL((SELECT rowid FROM idempotency_records WHERE created_at >= $1 ORDER BY rowid LIMIT 1), 9223372036854775807)
+  AND created_at < $1 AND (state = 'done' OR lease_expires_at < $1)";
 
 /// The single writer serialises claims; no row locks needed.
 const OUTBOX_CLAIM_SQL: &str = "UPDATE outbox SET locked_until = $2, attempts = attempts + 1
@@ -292,6 +299,53 @@ pub(super) mod tests {
             .expect("rows");
         assert!(steps.iter().any(|s| s.contains("cart_items_cart_order")), "{steps:?}");
         assert!(!steps.iter().any(|s| s.contains("TEMP B-TREE")), "{steps:?}");
+    }
+
+    /// The purge takes expired idempotency records from the oldest on and stops at the first newer
+    /// one (migration 0006 dropped the `created_at` index): the delete is a rowid range, and a record
+    /// out of time order waits for the records ahead of it.
+    #[tokio::test]
+    async fn the_idempotency_purge_takes_the_oldest_records_in_insertion_order() {
+        let (_dir, path, store) = migrated_file_store().await;
+        let conn = rusqlite::Connection::open(&path).expect("open");
+        // (key, state, lease_expires_at, created_at), in insertion order.
+        let records = [
+            ("old-done", "done", 1_500, 1_000),
+            ("old-running", "in_flight", 900_000, 1_100),
+            ("old-abandoned", "in_flight", 1_500, 1_200),
+            ("new-done", "done", 5_500, 5_000),
+            ("behind-new", "done", 2_500, 2_000),
+        ];
+        for (key, state, lease, created) in records {
+            conn.execute(
+                "INSERT INTO idempotency_records (principal, method, path, idem_key, fingerprint, state, claim_token, lease_expires_at, status, response_body, created_at)
+                 VALUES ('key_1', 'POST', '/p', ?1, 'fp', ?2, 'claim', ?3, 200, x'7b7d', ?4)",
+                rusqlite::params![key, state, lease, created],
+            )
+            .expect("insert");
+        }
+        let left = || -> Vec<String> {
+            let mut keys =
+                conn.prepare("SELECT idem_key FROM idempotency_records ORDER BY rowid").expect("keys");
+            keys.query_map([], |r| r.get(0)).expect("query").collect::<Result<_, _>>().expect("rows")
+        };
+
+        assert_eq!(store.purge_idempotency(3_000).await.expect("purge"), 2);
+        assert_eq!(left(), ["old-running", "new-done", "behind-new"]);
+        assert_eq!(store.purge_idempotency(6_000).await.expect("purge"), 2);
+        assert_eq!(left(), ["old-running"]);
+
+        let mut plan =
+            conn.prepare(&format!("EXPLAIN QUERY PLAN {}", super::PURGE_IDEMPOTENCY_SQL)).expect("plan");
+        let steps: Vec<String> =
+            plan.query_map([0], |row| row.get(3)).expect("query").collect::<Result<_, _>>().expect("rows");
+        assert!(steps.iter().any(|s| s.contains("USING INTEGER PRIMARY KEY (rowid<?)")), "{steps:?}");
+        let indexes: i64 = conn
+            .query_row("SELECT COUNT(*) FROM sqlite_master WHERE name = 'idempotency_created'", [], |r| {
+                r.get(0)
+            })
+            .expect("indexes");
+        assert_eq!(indexes, 0);
     }
 
     /// An in-memory database has only its writer, which then also serves reads.
