@@ -58,6 +58,9 @@ const PURGE_IDEMPOTENCY_SQL: &str =
     WHERE created_at < $1 AND (state = 'done' OR lease_expires_at < $1)
     LIMIT 10000 FOR UPDATE SKIP LOCKED)";
 
+/// Newest first, by time (nodes insert concurrently, so there is no one insertion order).
+const RECENT_AUDIT_SQL: &str = "SELECT id, api_key_id, action, resource_id, metadata, created_at FROM audit_log ORDER BY created_at DESC, id DESC LIMIT $1";
+
 /// Skips rows another node is claiming, so concurrent workers never wait on or double-send a mail.
 const OUTBOX_CLAIM_SQL: &str = "UPDATE outbox SET locked_until = $2, attempts = attempts + 1
 WHERE id IN (SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= $1 AND (locked_until IS NULL OR locked_until < $1)

@@ -303,13 +303,7 @@ pub(super) async fn insert_audit_rows<'e>(
 }
 
 pub(super) async fn recent_audit(pool: &DbPool, limit: i64) -> StoreResult<Vec<AuditEntry>> {
-    let rows = sql::query(
-        "SELECT id, api_key_id, action, resource_id, metadata, created_at FROM audit_log ORDER BY created_at DESC, id DESC LIMIT $1",
-    )
-    .bind(limit)
-    .fetch_all(pool)
-    .await
-    .map_err(map_err)?;
+    let rows = sql::query(super::RECENT_AUDIT_SQL).bind(limit).fetch_all(pool).await.map_err(map_err)?;
     rows.iter()
         .map(|r| {
             Ok(AuditEntry {

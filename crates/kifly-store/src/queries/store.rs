@@ -152,6 +152,17 @@ impl Store for BackendStore {
         if entries.is_empty() {
             return Ok(());
         }
+        // In time order: SQLite reads the log back in insertion order (`RECENT_AUDIT_SQL`). Entries
+        // recorded at once by concurrent requests can come a little out of order.
+        let in_time_order;
+        let entries = if entries.is_sorted_by_key(|e| (e.created_at, &e.id)) {
+            entries
+        } else {
+            let mut sorted = entries.to_vec();
+            sorted.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+            in_time_order = sorted;
+            &in_time_order[..]
+        };
         // One transaction; full chunks of `AUDIT_ROWS_PER_INSERT` rows per statement (one shape,
         // kept prepared), then the rest as the backend prefers (`AUDIT_REST_ROW_BY_ROW`).
         let mut tx = self.begin().await?;

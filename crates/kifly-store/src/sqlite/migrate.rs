@@ -152,17 +152,19 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_older_database_keeps_its_audit_rows_in_the_clustered_audit_log() {
+    async fn an_older_database_keeps_its_audit_rows_in_order_through_both_relayouts() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("kifly.db");
         let mut conn = Connection::open(&path).expect("open raw");
         let before_clustering =
             Migrator::with_migrations(MIGRATOR.iter().filter(|m| m.version < 4).cloned().collect());
         super::run(&mut conn, &before_clustering).expect("migrate to 3");
+        // Inserted out of time order: the clustered layout (0004) sorts them, and the appended one
+        // (0007) keeps that order.
         conn.execute_batch(
             "INSERT INTO audit_log (id, api_key_id, action, resource_id, metadata, created_at) VALUES
-                ('aud_a', 'key_1', 'cart.get', 'cart_1', NULL, 10),
-                ('aud_b', 'key_1', 'cart.item_add', 'cart_1', '{\"q\":1}', 20);",
+                ('aud_b', 'key_1', 'cart.item_add', 'cart_1', '{\"q\":1}', 20),
+                ('aud_a', 'key_1', 'cart.get', 'cart_1', NULL, 10);",
         )
         .expect("older rows");
 
@@ -180,7 +182,12 @@ mod tests {
             store.recent_audit(10).await.expect("read"),
             [entry("aud_b", "cart.item_add", Some("{\"q\":1}"), 20), entry("aud_a", "cart.get", None, 10)]
         );
-        // One B-tree: no rowid, no secondary index.
+        // Rows written after the migration come first.
+        store.insert_audit_batch(&[entry("aud_c", "cart.get", None, 5)]).await.expect("append");
+        let ids: Vec<String> =
+            store.recent_audit(10).await.expect("read").into_iter().map(|e| e.id).collect();
+        assert_eq!(ids, ["aud_c", "aud_b", "aud_a"]);
+        // One B-tree, keyed by the insertion sequence: no secondary index.
         let indexes: i64 = conn
             .query_row(
                 "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'audit_log'",
@@ -189,6 +196,13 @@ mod tests {
             )
             .expect("indexes");
         assert_eq!(indexes, 0);
-        assert!(conn.prepare("SELECT rowid FROM audit_log").is_err(), "audit_log still has a rowid");
+        let seq: Vec<i64> = conn
+            .prepare("SELECT seq FROM audit_log ORDER BY seq")
+            .expect("seq")
+            .query_map([], |r| r.get(0))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        assert_eq!(seq, [1, 2, 3]);
     }
 }

@@ -67,6 +67,10 @@ const PURGE_IDEMPOTENCY_SQL: &str = "DELETE FROM idempotency_records
 WHERE rowid < IFNULL((SELECT rowid FROM idempotency_records WHERE created_at >= $1 ORDER BY rowid LIMIT 1), 9223372036854775807)
   AND created_at < $1 AND (state = 'done' OR lease_expires_at < $1)";
 
+/// Newest first: the log is appended in insertion order (migration 0007), so this is a walk back from
+/// its end, with no index or sort.
+const RECENT_AUDIT_SQL: &str = "SELECT id, api_key_id, action, resource_id, metadata, created_at FROM audit_log ORDER BY seq DESC LIMIT $1";
+
 /// The single writer serialises claims; no row locks needed.
 const OUTBOX_CLAIM_SQL: &str = "UPDATE outbox SET locked_until = $2, attempts = attempts + 1
 WHERE id IN (SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= $1 AND (locked_until IS NULL OR locked_until < $1)
