@@ -36,6 +36,16 @@ const EVERY: Duration = Duration::from_millis(20);
 const IDLE_EVERY: Duration = Duration::from_millis(250);
 /// WAL frames (pages) above which pass 2 runs: 16 MiB of 4 KiB pages.
 const RESTART_AT: i64 = 4096;
+/// The WAL file's size limit (SQLite's `journal_size_limit`, set on the writer): when the writer
+/// starts the WAL over after pass 2, SQLite cuts the file back to this. A cycle normally ends at
+/// [`RESTART_AT`] frames plus what comes in while pass 1 runs (about 1.5 times that under a
+/// saturating write load); a longer one (a slow disk, a large import) leaves the file longer, and
+/// without the limit that tail stays, unused for long stretches.
+/// Writes into it are partial writes of 4 KiB blocks (a frame is 24 bytes plus a page), so a block
+/// the kernel evicted meanwhile must be read back before the write, in the middle of a commit (one
+/// such read held the writer 73 ms on a busy disk; `docs/decisions.md`). Past the cut, the file
+/// grows again with fresh blocks, which need no read.
+pub(super) const WAL_SIZE_LIMIT: i64 = 2 * RESTART_AT * (4096 + 24);
 /// How long pass 2 waits for readers still reading from the WAL (they take microseconds).
 const READER_WAIT: Duration = Duration::from_millis(5);
 /// How long pass 2 is skipped after a reader kept it from finishing (a long read: a backup, a
@@ -157,7 +167,7 @@ mod tests {
     use kifly_core::limits::PlatformLimits;
 
     use super::super::tests::migrated_file_store;
-    use super::{EVERY, IDLE_EVERY, RESTART_AT};
+    use super::{EVERY, IDLE_EVERY, RESTART_AT, WAL_SIZE_LIMIT};
     use crate::Store;
 
     #[tokio::test]
@@ -205,5 +215,35 @@ mod tests {
             largest < 6 * RESTART_AT as u64 * frame,
             "the WAL grew to {largest} bytes over {commits} commits"
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_wal_grown_past_its_limit_is_cut_back_when_it_starts_over() {
+        let (_dir, path, store) = migrated_file_store().await;
+        let wal = path.with_extension("db-wal");
+        let wal_len = || std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        let limit = u64::try_from(WAL_SIZE_LIMIT).expect("positive");
+        // One transaction larger than the limit: the WAL file has to grow past it.
+        let tx = store.writer.begin().await.expect("begin");
+        tx.execute_batch(
+            "CREATE TABLE bulk (b BLOB);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 50)
+             INSERT INTO bulk SELECT zeroblob(1000000) FROM n;",
+        )
+        .expect("bulk insert");
+        tx.commit().await.expect("commit");
+        assert!(wal_len() > limit, "the WAL holds {} bytes", wal_len());
+
+        // Pass 2 restarts the WAL; the next commit starts it over and cuts the file back.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mut i = 0;
+        while wal_len() > limit {
+            assert!(std::time::Instant::now() < deadline, "the WAL stayed at {} bytes", wal_len());
+            let limits = PlatformLimits { max_item_quantity: 10 + i, max_cart_total_cents: 100_000 };
+            store.set_limits(&limits, i).await.expect("write");
+            i += 1;
+            tokio::time::sleep(EVERY).await;
+        }
+        assert!(wal_len() > 0);
     }
 }

@@ -228,9 +228,13 @@ fn open_writer(path: Option<&PathBuf>) -> rusqlite::Result<Connection> {
          PRAGMA temp_store = MEMORY;",
     )?;
     if path.is_some() {
-        // Checkpoints run on their own thread (see [`checkpoint`]), not inside the writer's commits;
-        // reads come from memory-mapped pages.
-        conn.execute_batch("PRAGMA wal_autocheckpoint = 0; PRAGMA mmap_size = 268435456;")?;
+        // Checkpoints run on their own thread (see [`checkpoint`]), not inside the writer's commits,
+        // and the WAL file is cut back to a bounded size when it starts over; reads come from
+        // memory-mapped pages.
+        conn.execute_batch(&format!(
+            "PRAGMA wal_autocheckpoint = 0; PRAGMA mmap_size = 268435456; PRAGMA journal_size_limit = {};",
+            checkpoint::WAL_SIZE_LIMIT
+        ))?;
     }
     conn.busy_timeout(WRITER_BUSY_TIMEOUT)?;
     Ok(conn)
