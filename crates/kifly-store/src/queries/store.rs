@@ -5,6 +5,7 @@
 //! So there is one copy of the logic and each backend only supplies its pools, its transaction start,
 //! its error classification and the few statements whose SQL differs.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -154,14 +155,13 @@ impl Store for BackendStore {
         }
         // In time order: SQLite reads the log back in insertion order (`RECENT_AUDIT_SQL`). Entries
         // recorded at once by concurrent requests can come a little out of order.
-        let in_time_order;
-        let entries = if entries.is_sorted_by_key(|e| (e.created_at, &e.id)) {
-            entries
+        let time_order = |a: &AuditEntry, b: &AuditEntry| (a.created_at, &a.id).cmp(&(b.created_at, &b.id));
+        let entries: Cow<'_, [AuditEntry]> = if entries.is_sorted_by(|a, b| time_order(a, b).is_le()) {
+            Cow::Borrowed(entries)
         } else {
             let mut sorted = entries.to_vec();
-            sorted.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
-            in_time_order = sorted;
-            &in_time_order[..]
+            sorted.sort_by(time_order);
+            Cow::Owned(sorted)
         };
         // One transaction; full chunks of `AUDIT_ROWS_PER_INSERT` rows per statement (one shape,
         // kept prepared), then the rest as the backend prefers (`AUDIT_REST_ROW_BY_ROW`).

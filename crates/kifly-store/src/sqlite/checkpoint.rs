@@ -45,7 +45,9 @@ const RESTART_AT: i64 = 4096;
 /// the kernel evicted meanwhile must be read back before the write, in the middle of a commit (one
 /// such read held the writer 73 ms on a busy disk; `docs/decisions.md`). Past the cut, the file
 /// grows again with fresh blocks, which need no read.
-pub(super) const WAL_SIZE_LIMIT: i64 = 2 * RESTART_AT * (4096 + 24);
+pub(super) const WAL_SIZE_LIMIT: i64 = 2 * RESTART_AT * WAL_FRAME_BYTES;
+/// One WAL frame: a 24-byte header and a 4 KiB page.
+const WAL_FRAME_BYTES: i64 = 24 + 4096;
 /// How long pass 2 waits for readers still reading from the WAL (they take microseconds).
 const READER_WAIT: Duration = Duration::from_millis(5);
 /// How long pass 2 is skipped after a reader kept it from finishing (a long read: a backup, a
@@ -167,7 +169,7 @@ mod tests {
     use kifly_core::limits::PlatformLimits;
 
     use super::super::tests::migrated_file_store;
-    use super::{EVERY, IDLE_EVERY, RESTART_AT, WAL_SIZE_LIMIT};
+    use super::{EVERY, IDLE_EVERY, RESTART_AT, WAL_FRAME_BYTES, WAL_SIZE_LIMIT};
     use crate::Store;
 
     #[tokio::test]
@@ -210,9 +212,8 @@ mod tests {
         }
         // The threshold plus what the writer appends between two checkpoints, with room to spare
         // for a fast machine.
-        let frame = 4096 + 24;
         assert!(
-            largest < 6 * RESTART_AT as u64 * frame,
+            largest < (6 * RESTART_AT * WAL_FRAME_BYTES) as u64,
             "the WAL grew to {largest} bytes over {commits} commits"
         );
     }
